@@ -1,0 +1,90 @@
+"""bastion_balance: exact, typed account balances from many venues, aggregated.
+
+>>> import bastion_balance as bb
+>>> kraken = bb.Kraken(api_key="...", api_secret="...")          # doctest: +SKIP
+>>> pf = bb.aggregate([kraken])                                   # doctest: +SKIP
+>>> pf.total_usd, pf.available_margin_usd                         # doctest: +SKIP
+
+Venue classes (and the signing libraries they need) are imported on first use, so
+``import bastion_balance`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._client import (
+    AsyncBalanceClient,
+    BalanceClient,
+    aaggregate,
+    afetch_balance,
+    aggregate,
+    fetch_balance,
+)
+from ._models import Balance, Holding, Portfolio, dumps
+from ._protocol import BalanceProvider
+from ._retry import NO_RETRY, RetryPolicy
+from ._version import __version__
+from .exceptions import (
+    AuthenticationError,
+    BastionBalanceError,
+    ConfigurationError,
+    DeadlineExceededError,
+    ExchangeAPIError,
+    MissingRateError,
+    RateLimitedError,
+    ResponseTooLargeError,
+    ServiceUnavailableError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from .providers import CLASS_NAMES, provider_class
+
+if TYPE_CHECKING:
+    from .providers.kraken import Kraken
+
+__all__ = [
+    # models and functions
+    "AsyncBalanceClient",
+    "Balance",
+    "BalanceClient",
+    "BalanceProvider",
+    "Holding",
+    "NO_RETRY",
+    "Portfolio",
+    "RetryPolicy",
+    "__version__",
+    "aaggregate",
+    "afetch_balance",
+    "aggregate",
+    "dumps",
+    "fetch_balance",
+    # venues
+    "Kraken",
+    # exceptions
+    "AuthenticationError",
+    "BastionBalanceError",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "ExchangeAPIError",
+    "MissingRateError",
+    "RateLimitedError",
+    "ResponseTooLargeError",
+    "ServiceUnavailableError",
+    "TransportError",
+    "UnexpectedResponseError",
+]
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401  # a venue class, imported on first use
+    venue = CLASS_NAMES.get(name)
+    if venue is None:
+        msg = f"module 'bastion_balance' has no attribute {name!r}"
+        raise AttributeError(msg)
+    cls = provider_class(venue)
+    globals()[name] = cls
+    return cls
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

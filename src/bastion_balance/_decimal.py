@@ -1,0 +1,140 @@
+"""The one way venue numbers become :class:`~decimal.Decimal`, and exact sums.
+
+Rules (PRODUCT.md, Money rules and Decisions 13): a numeric string matches
+``[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d{1,4})?`` with ASCII digits and nothing else; at most
+100 significant digits; an adjusted exponent within -100..100. JSON is decoded with
+``parse_float=Decimal`` and ``parse_int=Decimal``; ``NaN`` and ``Infinity`` are refused.
+Floats and booleans are never money.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, Final, NoReturn
+
+from .exceptions import UnexpectedResponseError
+
+__all__ = ["SUM_PRECISION", "exact_context", "exact_sum", "loads", "parse_amount"]
+
+_NUMBER: Final = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
+MAX_DIGITS: Final = 100
+MAX_ADJUSTED_EXPONENT: Final = 100
+SUM_PRECISION: Final = 1000
+
+
+class AmountError(ValueError):
+    """A value that is not an acceptable amount; the caller adds venue and field."""
+
+    def __init__(self, reason: str, value: object) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.value = value
+
+
+def _check_range(number: Decimal, original: object) -> Decimal:
+    if not number.is_finite():
+        raise AmountError("not a finite number", original)
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # noqa: S101  # finite, checked above
+    significant = "".join(map(str, digits)).strip("0")
+    if len(significant) > MAX_DIGITS:
+        raise AmountError(f"more than {MAX_DIGITS} significant digits", original)
+    scale = number.adjusted() if significant else exponent
+    if not -MAX_ADJUSTED_EXPONENT <= scale <= MAX_ADJUSTED_EXPONENT:
+        raise AmountError("exponent out of range", original)
+    return number
+
+
+def to_decimal(value: object) -> Decimal:
+    """Convert a wire value to Decimal or raise :class:`AmountError` (no venue context)."""
+    if isinstance(value, bool):
+        raise AmountError("a boolean is not an amount", value)
+    if isinstance(value, Decimal):
+        return _check_range(value, value)
+    if isinstance(value, int):
+        if abs(value) >= 10 ** (MAX_ADJUSTED_EXPONENT + 1):
+            raise AmountError("exponent out of range", value)
+        return _check_range(Decimal(value), value)
+    if isinstance(value, str):
+        if len(value) > MAX_DIGITS * 2 + 10 or not _NUMBER.fullmatch(value):
+            if value == "":
+                raise AmountError("empty string", value)
+            raise AmountError("not a plain decimal number", value)
+        return _check_range(Decimal(value), value)
+    if isinstance(value, float):
+        raise AmountError("a binary float is not an exact amount", value)
+    if value is None:
+        raise AmountError("missing (null)", value)
+    raise AmountError(f"a {type(value).__name__} is not an amount", value)
+
+
+def parse_amount(value: object, *, venue: str, field: str) -> Decimal:
+    """Return ``value`` as an exact Decimal, or raise :class:`UnexpectedResponseError`.
+
+    The error names the venue, the field and the offending value.
+
+    >>> parse_amount("60960.82599588", venue="coinswitch", field="total_balance")
+    Decimal('60960.82599588')
+    """
+    try:
+        return to_decimal(value)
+    except AmountError as exc:
+        raise UnexpectedResponseError(
+            f"bad number: {exc.reason}", venue=venue, field=field, value=value
+        ) from exc
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise AmountError("not a finite number", name)
+
+
+def _decimal_from_text(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def loads(body: bytes | str, *, venue: str) -> Any:  # noqa: ANN401  # JSON is untyped until structured
+    """Decode JSON with every number as Decimal; anything else is an UnexpectedResponseError."""
+    try:
+        return json.loads(
+            body,
+            parse_float=_decimal_from_text,
+            parse_int=_decimal_from_text,
+            parse_constant=_refuse_constant,
+        )
+    except AmountError as exc:
+        raise UnexpectedResponseError(
+            "response holds NaN or Infinity", venue=venue, field="$", value=exc.value
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        snippet = body[:80] if isinstance(body, str) else body[:80].decode("utf-8", "replace")
+        raise UnexpectedResponseError(f"response is not JSON: {snippet!r}", venue=venue) from exc
+
+
+def exact_context() -> decimal.Context:
+    """A context of 1,000 digits that raises instead of rounding."""
+    return decimal.Context(
+        prec=SUM_PRECISION,
+        rounding=decimal.ROUND_HALF_EVEN,
+        Emax=decimal.MAX_EMAX,
+        Emin=decimal.MIN_EMIN,
+        traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
+    )
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """Sum Decimals exactly; raise ``decimal.Inexact`` rather than round."""
+    total = Decimal(0)
+    with decimal.localcontext(exact_context()):
+        for value in values:
+            total = total + value
+    return total
+
+
+def exact_mul(left: Decimal, right: Decimal) -> Decimal:
+    """Multiply exactly; raise ``decimal.Inexact`` rather than round."""
+    with decimal.localcontext(exact_context()):
+        return left * right

@@ -1,0 +1,62 @@
+"""Log redaction (Decisions 17): httpx logs request URLs, and Binance signs the query string.
+
+``install_redaction()`` attaches one filter to the ``httpx`` and ``httpcore`` loggers that masks
+``signature=...`` query values and the values of credential headers in every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+__all__ = ["RedactingFilter", "install_redaction", "redact"]
+
+_PATTERNS: Final = (
+    re.compile(r"(?i)(signature=)[^&\s'\"]+"),
+    re.compile(
+        r"(?i)((?:api-sign|api-key|x-auth-signature|x-auth-apikey|x-mbx-apikey|x-bapi-sign|"
+        r"x-bapi-api-key|x-pm-signature|x-pm-access-key|x-api-key|x-api-secret|authorization)"
+        r"['\"]?\s*[:=,]\s*['\"]?(?:bearer\s+)?)[^'\"\s,)]+"
+    ),
+)
+MASK: Final = "***"
+_LOGGERS: Final = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "bastion_balance",
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with signatures and credential header values masked."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message with :func:`redact` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; never drops it."""
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER: Final = RedactingFilter()
+
+
+def install_redaction() -> None:
+    """Attach the filter to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,209 @@
+"""Public models: Holding, Balance, Portfolio, and ``dumps`` for exact JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ._decimal import exact_mul, exact_sum
+
+__all__ = ["Balance", "Holding", "Portfolio", "dumps"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(value, MappingProxyType):
+        return value
+    return MappingProxyType(dict(value))
+
+
+def _aware_utc(_instance: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() != timedelta(0):
+        msg = f"{attribute.name} must be an aware UTC datetime, got {value!r}"
+        raise ValueError(msg)
+
+
+_decimal = attrs.validators.instance_of(Decimal)
+_optional_decimal = attrs.validators.optional(_decimal)
+
+
+@attrs.frozen(kw_only=True)
+class Holding:
+    """One asset, market or security inside a venue's account (``Balance.breakdown``).
+
+    Figures are in ``currency`` where the venue says which, and ``None`` where it does not
+    report them.
+    """
+
+    currency: str | None
+    total: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    available: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+
+
+@attrs.frozen(kw_only=True)
+class Balance:
+    """One account's balance at one venue, with the venue's figures kept exact.
+
+    ``total`` and ``available`` are in ``currency``. ``extra`` keeps every other numeric
+    top-level figure under the venue's own field name (Kraken ``eb`` ...), ``raw`` the decoded
+    payload untouched. ``uncounted`` lists currencies the venue's totals leave out.
+    """
+
+    label: str
+    exchange: str
+    currency: str
+    total: Decimal = attrs.field(validator=_decimal)
+    available: Decimal = attrs.field(validator=_decimal)
+    wallet: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    margin_used: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    unrealized_pnl: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    breakdown: Mapping[str, Holding] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
+    extra: Mapping[str, Decimal] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
+    uncounted: tuple[str, ...] = ()
+    fetched_at: datetime = attrs.field(validator=_aware_utc)
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The balance as plain data (Decimals kept; ``raw`` left out)."""
+        return {
+            "label": self.label,
+            "exchange": self.exchange,
+            "currency": self.currency,
+            "total": self.total,
+            "available": self.available,
+            "wallet": self.wallet,
+            "margin_used": self.margin_used,
+            "unrealized_pnl": self.unrealized_pnl,
+            "breakdown": {
+                name: {"currency": h.currency, "total": h.total, "available": h.available}
+                for name, h in self.breakdown.items()
+            },
+            "extra": dict(self.extra),
+            "uncounted": list(self.uncounted),
+            "fetched_at": self.fetched_at.isoformat(),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Portfolio:
+    """Balances of several accounts valued in USD, with what failed and why.
+
+    ``balances`` holds every balance that was fetched, ``errors`` maps label -> exception for
+    every venue that failed (and for balances whose currency has no rate: those are fetched
+    but left out of the totals). ``rates`` are the USD rates applied.
+    """
+
+    balances: Mapping[str, Balance] = attrs.field(converter=_frozen_mapping)
+    errors: Mapping[str, Exception] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
+    rates: Mapping[str, Decimal] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
+    warnings: tuple[str, ...] = ()
+    fetched_at: datetime = attrs.field(validator=_aware_utc)
+
+    @property
+    def complete(self) -> bool:
+        """True when every venue answered and every balance could be valued."""
+        return not self.errors
+
+    def _counted(self) -> list[Balance]:
+        return [
+            b for label, b in self.balances.items() if label not in self.errors and b.currency in self.rates
+        ]
+
+    def usd(self, balance: Balance) -> tuple[Decimal, Decimal]:
+        """``(total, available)`` of one balance in USD through this portfolio's rates."""
+        rate = self.rates[balance.currency]
+        return exact_mul(balance.total, rate), exact_mul(balance.available, rate)
+
+    @property
+    def total_usd(self) -> Decimal:
+        """Sum of every counted balance's ``total``, in USD, exact."""
+        return exact_sum(self.usd(b)[0] for b in self._counted())
+
+    @property
+    def available_margin_usd(self) -> Decimal:
+        """Sum of every counted balance's ``available``, in USD, exact."""
+        return exact_sum(self.usd(b)[1] for b in self._counted())
+
+    def to_bastion(self) -> dict[str, Any]:
+        """The seed-000 ``bastion_get_balance`` shape: three keys, exact Decimals, USD."""
+        exchanges: dict[str, dict[str, Decimal]] = {}
+        for balance in self._counted():
+            total, available = self.usd(balance)
+            exchanges[balance.label] = {"total": total, "available": available}
+        return {
+            "total_usd": self.total_usd,
+            "available_margin_usd": self.available_margin_usd,
+            "exchanges": exchanges,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full picture as plain data: balances, errors, rates, warnings, totals."""
+        return {
+            "total_usd": self.total_usd,
+            "available_margin_usd": self.available_margin_usd,
+            "complete": self.complete,
+            "balances": {label: b.to_dict() for label, b in self.balances.items()},
+            "errors": {
+                label: {"type": type(exc).__name__, "message": str(exc)} for label, exc in self.errors.items()
+            },
+            "rates": dict(self.rates),
+            "warnings": list(self.warnings),
+            "fetched_at": self.fetched_at.isoformat(),
+        }
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """``to_dict()`` as JSON, Decimals written as numbers with every digit."""
+        return dumps(self.to_dict(), indent=indent)
+
+
+def _encode(obj: object, indent: int | None, level: int) -> str:
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            msg = f"{obj} is not a JSON number"
+            raise ValueError(msg)
+        return str(obj)
+    if obj is None or isinstance(obj, bool | str | int):
+        return json.dumps(obj, ensure_ascii=False)
+    if isinstance(obj, Portfolio | Balance):
+        return _encode(obj.to_dict(), indent, level)
+    if isinstance(obj, float):
+        msg = "floats are not written: money is Decimal"
+        raise TypeError(msg)
+    if isinstance(obj, Mapping):
+        items = [
+            f"{json.dumps(str(k), ensure_ascii=False)}: {_encode(v, indent, level + 1)}"
+            for k, v in obj.items()
+        ]
+        return _join(items, "{", "}", indent, level)
+    if isinstance(obj, list | tuple):
+        return _join([_encode(v, indent, level + 1) for v in obj], "[", "]", indent, level)
+    msg = f"{type(obj).__name__} is not JSON serializable"
+    raise TypeError(msg)
+
+
+def _join(items: list[str], open_: str, close: str, indent: int | None, level: int) -> str:
+    if not items:
+        return open_ + close
+    if indent is None:
+        return open_ + ", ".join(items) + close
+    inner = "\n" + " " * (indent * (level + 1))
+    return open_ + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + close
+
+
+def dumps(obj: object, *, indent: int | None = None) -> str:
+    """Write ``obj`` as JSON with every Decimal as a number carrying all its digits.
+
+    Accepts plain data (dicts, lists, str, int, bool, None, Decimal), a ``Portfolio`` or a
+    ``Balance``. Floats are refused: they are not money.
+
+    >>> dumps({"total_usd": Decimal("52340.10")})
+    '{"total_usd": 52340.10}'
+    """
+    return _encode(obj, indent, 0)

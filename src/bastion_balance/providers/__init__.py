@@ -1,0 +1,44 @@
+"""The built-in venues, listed explicitly and imported on first use.
+
+``PROVIDERS`` maps a venue name to ``"module:Class"``; :func:`provider_class` imports it.
+Third-party providers need no registration: any object that fits ``BalanceProvider`` works.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["CLASS_NAMES", "PROVIDERS", "provider_class", "provider_from_name"]
+
+PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "kraken": "kraken:Kraken",
+    }
+)
+
+#: Public class name -> venue name, for lazy attribute access on the package.
+CLASS_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {target.split(":")[1]: venue for venue, target in PROVIDERS.items()}
+)
+
+
+def provider_class(name: str) -> type[Any]:
+    """The provider class of venue ``name`` (e.g. ``"kraken"``), imported now."""
+    target = PROVIDERS.get(name)
+    if target is None:
+        msg = f"unknown venue {name!r}; known venues: {', '.join(PROVIDERS)}"
+        raise ConfigurationError(msg)
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    cls: type[Any] = getattr(module, class_name)
+    return cls
+
+
+def provider_from_name(name: str, **settings: Any) -> Any:  # noqa: ANN401  # one of the venue classes
+    """Build the provider of venue ``name`` from keyword settings (credentials, label ...)."""
+    return provider_class(name)(**settings)

@@ -1,0 +1,186 @@
+"""What every built-in provider shares: checked settings, JSON decoding, status mapping.
+
+Venue-specific knowledge stays in each venue's module; this file holds only what is the same
+for all of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, NoReturn
+
+import httpx
+
+from .._decimal import AmountError, loads, to_decimal
+from .._version import __version__
+from ..exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    ExchangeAPIError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UnexpectedResponseError,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "NoPickle",
+    "check_base_url",
+    "credential",
+    "decode_object",
+    "extra_figures",
+    "label_or",
+    "now_utc",
+    "retry_after_seconds",
+    "status_error",
+]
+
+USER_AGENT: Final = f"bastion-balance/{__version__}"
+
+
+class NoPickle:
+    """Providers hold secrets: refuse pickling and copying (Decisions 19)."""
+
+    __slots__ = ()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        msg = (
+            f"{type(self).__name__} holds credentials and cannot be pickled or copied; "
+            "build a new provider in the other process instead"
+        )
+        raise TypeError(msg)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (tests and simulators)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str | None, *, default: str, venue: str, name: str = "base_url") -> str:
+    """A base URL without a trailing slash; credentials only go over https or to loopback."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        msg = f"{venue}: {name} must be a string URL, got {type(value).__name__}"
+        raise ConfigurationError(msg)
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError) as exc:
+        msg = f"{venue}: {name} is not a URL: {value!r}"
+        raise ConfigurationError(msg) from exc
+    if url.scheme not in {"https", "http"} or not url.host:
+        msg = f"{venue}: {name} must be an absolute https URL, got {value!r}"
+        raise ConfigurationError(msg)
+    if url.scheme == "http" and not is_loopback(url.host):
+        msg = f"{venue}: {name} must use https (credentials are only sent over TLS), got {value!r}"
+        raise ConfigurationError(msg)
+    if url.query or url.fragment or url.userinfo:
+        msg = f"{venue}: {name} must not carry a query, fragment or user info"
+        raise ConfigurationError(msg)
+    return str(url).rstrip("/")
+
+
+def credential(value: object, *, venue: str, name: str) -> str:
+    """A credential string: present, and free of whitespace that would break a header.
+
+    The message names the parameter, never the value.
+    """
+    if not isinstance(value, str) or not value:
+        msg = f"{venue}: {name} is required (a non-empty string)"
+        raise ConfigurationError(msg)
+    if value != value.strip() or any(ch in value for ch in "\r\n\t\0"):
+        msg = f"{venue}: {name} has surrounding whitespace or control characters"
+        raise ConfigurationError(msg)
+    return value
+
+
+def label_or(value: object, default: str) -> str:
+    """The caller's label, or the venue's name."""
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value.strip():
+        msg = f"label must be a non-empty string, got {value!r}"
+        raise ConfigurationError(msg)
+    return value
+
+
+def now_utc() -> datetime:
+    """The aware UTC time a balance was fetched."""
+    return datetime.now(UTC)
+
+
+def retry_after_seconds(headers: httpx.Headers, now: Callable[[], datetime] = now_utc) -> float | None:
+    """The ``Retry-After`` header in seconds (delta or HTTP date), or None."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = to_decimal(value.strip())
+    except AmountError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now()).total_seconds())
+    return max(0.0, float(seconds))  # float-ok: a wait in seconds, not money
+
+
+def decode_object(response: httpx.Response, *, venue: str) -> dict[str, Any]:
+    """The response body as a JSON object (numbers as Decimal), or UnexpectedResponseError."""
+    payload = loads(response.content, venue=venue)
+    if not isinstance(payload, dict):
+        msg = f"expected a JSON object, got {type(payload).__name__} (HTTP {response.status_code})"
+        raise UnexpectedResponseError(msg, venue=venue)
+    return payload
+
+
+def status_error(
+    response: httpx.Response,
+    *,
+    venue: str,
+    message: str,
+    code: str | int | None = None,
+) -> ExchangeAPIError:
+    """The exception for a non-2xx answer, by HTTP status (venues refine it by code)."""
+    status = response.status_code
+    text = f"{venue}: HTTP {status}: {message}"
+    if status in {401, 403}:
+        return AuthenticationError(text, venue=venue, code=code, status_code=status)
+    if status == 429:
+        return RateLimitedError(
+            text,
+            venue=venue,
+            code=code,
+            status_code=status,
+            retry_after=retry_after_seconds(response.headers),
+        )
+    if status >= 500 or status == 408:
+        return ServiceUnavailableError(text, venue=venue, code=code, status_code=status)
+    return ExchangeAPIError(text, venue=venue, code=code, status_code=status)
+
+
+def extra_figures(result: Mapping[str, Any], *, skip: set[str]) -> dict[str, Decimal]:
+    """Every numeric top-level figure of ``result`` except ``skip``, by the venue's names.
+
+    Fields that are absent, empty or not numbers (timestamps, flags, objects) are left out.
+    """
+    figures: dict[str, Decimal] = {}
+    for name, value in result.items():
+        if name in skip or isinstance(value, dict | list | bool) or value in (None, ""):
+            continue
+        try:
+            figures[name] = to_decimal(value)
+        except AmountError:
+            continue
+    return figures

@@ -1,0 +1,53 @@
+"""Test helpers for bastion_balance users: simulated venues and switches for tests.
+
+>>> from bastion_balance.testing import Simulator, SimulatedKraken, KRAKEN_TEST_KEY, KRAKEN_TEST_SECRET
+>>> sim = Simulator(SimulatedKraken())
+>>> client = bb.BalanceClient(http_client=sim.client())                # doctest: +SKIP
+>>> kraken = bb.Kraken(api_key=KRAKEN_TEST_KEY, api_secret=KRAKEN_TEST_SECRET)
+>>> client.fetch(kraken).total                                          # doctest: +SKIP
+Decimal('382.2032')
+
+``rate_limits_disabled()`` switches off the client-side rate limiters (so a test can send
+hundreds of calls at once) and ``reset_shared_state()`` forgets nonces, tokens and limiters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from .. import _state
+from ._kraken import (
+    KRAKEN_DOCUMENTED_RESULT,
+    KRAKEN_TEST_KEY,
+    KRAKEN_TEST_SECRET,
+    SimulatedKraken,
+)
+from ._simulator import SimulatedVenue, Simulator, json_response
+
+__all__ = [
+    "KRAKEN_DOCUMENTED_RESULT",
+    "KRAKEN_TEST_KEY",
+    "KRAKEN_TEST_SECRET",
+    "SimulatedKraken",
+    "SimulatedVenue",
+    "Simulator",
+    "json_response",
+    "rate_limits_disabled",
+    "reset_shared_state",
+]
+
+
+@contextlib.contextmanager
+def rate_limits_disabled() -> Iterator[None]:
+    """Switch off every client-side rate limiter inside the ``with`` block."""
+    _state.set_rate_limits(enabled=False)
+    try:
+        yield
+    finally:
+        _state.set_rate_limits(enabled=True)
+
+
+def reset_shared_state() -> None:
+    """Forget every nonce counter, token, rate limiter and clock offset of this process."""
+    _state.reset()

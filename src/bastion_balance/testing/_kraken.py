@@ -1,0 +1,134 @@
+"""A simulated Kraken spot ``TradeBalance`` that checks API-Sign and nonces as Kraken does.
+
+Verification is written from Kraken's documentation, independently of the library's signer:
+unknown key -> ``EAPI:Invalid key``; signature mismatch -> ``EAPI:Invalid signature``; a nonce
+not larger than the last accepted one for the key -> ``EAPI:Invalid nonce``. It answers with
+the documented TradeBalance example (seed 001).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import httpx
+
+from ._simulator import json_response
+
+__all__ = [
+    "KRAKEN_DOCUMENTED_RESULT",
+    "KRAKEN_TEST_KEY",
+    "KRAKEN_TEST_SECRET",
+    "SimulatedKraken",
+]
+
+#: The secret of Kraken's published signing example (exchanges.md §2.3): public, test only.
+KRAKEN_TEST_SECRET: Final = (
+    "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
+)
+KRAKEN_TEST_KEY: Final = "bastion-test-kraken-key"
+
+#: The documented TradeBalance example (seed 001), figures as Kraken sends them.
+KRAKEN_DOCUMENTED_RESULT: Final[Mapping[str, str]] = {
+    "eb": "1101.3425",
+    "tb": "392.2264",
+    "m": "7.0354",
+    "n": "-10.0232",
+    "c": "21.1063",
+    "v": "31.1297",
+    "e": "382.2032",
+    "mf": "375.1678",
+    "ml": "5432.57",
+}
+
+_PATH: Final = "/0/private/TradeBalance"
+
+
+def _expected_sign(secret_b64: str, nonce: str, body: bytes) -> bytes:
+    message = _PATH.encode() + hashlib.sha256(nonce.encode() + body).digest()
+    return base64.b64encode(hmac.new(base64.b64decode(secret_b64), message, hashlib.sha512).digest())
+
+
+class SimulatedKraken:
+    """Kraken's TradeBalance, with its key, signature and nonce checks.
+
+    ``keys`` maps API key -> base64 secret. ``nonces`` lists every accepted nonce in arrival
+    order. ``fail_next(...)`` queues answers to give instead of the next ones: an error string
+    (sent in Kraken's ``error`` array with HTTP 200) or an HTTP status code.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Mapping[str, str] | None = None,
+        result: Mapping[str, Any] | None = None,
+        host: str = "api.kraken.com",
+    ) -> None:
+        self.keys = dict(keys) if keys is not None else {KRAKEN_TEST_KEY: KRAKEN_TEST_SECRET}
+        self.result = dict(result) if result is not None else dict(KRAKEN_DOCUMENTED_RESULT)
+        self._host = host
+        self._lock = threading.Lock()
+        self._last: dict[str, int] = {}
+        self._script: deque[str | int] = deque()
+        self.nonces: list[int] = []
+        self.calls = 0
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The host this venue answers for."""
+        return (self._host,)
+
+    def fail_next(self, *answers: str | int) -> None:
+        """Give these answers (error strings or HTTP statuses) to the next calls."""
+        with self._lock:
+            self._script.extend(answers)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Verify and answer one TradeBalance call."""
+        with self._lock:
+            self.calls += 1
+            if request.method != "POST" or request.url.path != _PATH:
+                return _error("EGeneral:Unknown method")
+            if self._script:
+                answer = self._script.popleft()
+                if isinstance(answer, int):
+                    return httpx.Response(answer, text="<html>error</html>")
+                return _error(answer)
+            return self._verified(request)
+
+    def _verified(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers.get("API-Key", "")
+        secret = self.keys.get(key)
+        if secret is None:
+            return _error("EAPI:Invalid key")
+        body = request.content
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        nonce_text = params.get("nonce", "")
+        if not nonce_text.isdigit():
+            return _error("EAPI:Invalid nonce")
+        try:
+            given = request.headers.get("API-Sign", "").encode()
+            expected = _expected_sign(secret, nonce_text, body)
+        except (binascii.Error, ValueError):  # pragma: no cover  # secrets are ours
+            return _error("EAPI:Invalid signature")
+        if not hmac.compare_digest(given, expected):
+            return _error("EAPI:Invalid signature")
+        nonce = int(nonce_text)
+        if nonce <= self._last.get(key, 0):
+            return _error("EAPI:Invalid nonce")
+        self._last[key] = nonce
+        self.nonces.append(nonce)
+        if not params.get("asset", "ZUSD").isalnum():
+            return _error("EGeneral:Invalid arguments")
+        return json_response(200, {"error": [], "result": self.result})
+
+
+def _error(message: str) -> httpx.Response:
+    return json_response(200, {"error": [message]})
