@@ -9,9 +9,8 @@ Venue classes (and the signing libraries they need) are imported on first use, s
 ``import bastion_balance`` stays cheap.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._client import (
     AsyncBalanceClient,
@@ -38,9 +37,10 @@ from .exceptions import (
     TransportError,
     UnexpectedResponseError,
 )
-from .providers import CLASS_NAMES, provider_class
+from .providers import CLASS_NAMES as _CLASS_NAMES
+from .providers import provider_class as _provider_class
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .providers.kraken import Kraken
 
 __all__ = [
@@ -76,12 +76,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401  # a venue class, imported on first use
-    venue = CLASS_NAMES.get(name)
+def __getattr__(name: str) -> _Any:  # noqa: ANN401  # a venue class, imported on first use
+    venue = _CLASS_NAMES.get(name)
     if venue is None:
         msg = f"module 'bastion_balance' has no attribute {name!r}"
         raise AttributeError(msg)
-    cls = provider_class(venue)
+    cls = _provider_class(venue)
     globals()[name] = cls
     return cls
 

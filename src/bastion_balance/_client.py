@@ -7,6 +7,7 @@ and send. Retries wrap the whole flow, so each attempt is signed afresh.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import threading
@@ -176,14 +177,27 @@ class BalanceClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._settings = _Settings(retry, timeout, max_response_bytes)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(headers={"User-Agent": _user_agent()})
+        self._given_http = http_client
+        self._made_http: httpx.Client | None = None
+        self._lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The caller's client, or ours, made on first use (building TLS contexts is slow)."""
+        if self._given_http is not None:
+            return self._given_http
+        with self._lock:
+            if self._made_http is None:
+                self._made_http = httpx.Client(headers={"User-Agent": _user_agent()})
+            return self._made_http
 
     def close(self) -> None:
         """Close the connection pool, if this client made it."""
-        if self._owns_http:
-            self._http.close()
+        with self._lock:
+            made, self._made_http = self._made_http, None
+        if made is not None:
+            made.close()
 
     def __enter__(self) -> Self:
         return self
@@ -303,14 +317,24 @@ class AsyncBalanceClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._settings = _Settings(retry, timeout, max_response_bytes)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(headers={"User-Agent": _user_agent()})
+        self._given_http = http_client
+        self._made_http: httpx.AsyncClient | None = None
         self._sleep: Callable[[float], object] = asyncio.sleep
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The caller's client, or ours, made on first use (building TLS contexts is slow)."""
+        if self._given_http is not None:
+            return self._given_http
+        if self._made_http is None:
+            self._made_http = httpx.AsyncClient(headers={"User-Agent": _user_agent()})
+        return self._made_http
 
     async def aclose(self) -> None:
         """Close the connection pool, if this client made it."""
-        if self._owns_http:
-            await self._http.aclose()
+        made, self._made_http = self._made_http, None
+        if made is not None:
+            await made.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -419,12 +443,28 @@ async def _acquire(lock: threading.Lock) -> None:
         pause = min(pause * 2, longest)
 
 
+_DEFAULT_LOCK: Final = threading.Lock()
+_DEFAULT: list[BalanceClient] = []
+
+
+def _default_client() -> BalanceClient:
+    """One process-wide client for the module-level functions, so repeated calls reuse a pool."""
+    with _DEFAULT_LOCK:
+        if not _DEFAULT:
+            _DEFAULT.append(BalanceClient())
+            atexit.register(_DEFAULT[0].close)
+        return _DEFAULT[0]
+
+
 @contextlib.contextmanager
 def _sync_client(client: BalanceClient | httpx.Client | None) -> Iterator[BalanceClient]:
+    if client is None:
+        yield _default_client()
+        return
     if isinstance(client, BalanceClient):
         yield client
         return
-    if client is not None and not isinstance(client, httpx.Client):
+    if not isinstance(client, httpx.Client):
         msg = f"client must be a BalanceClient or httpx.Client, got {type(client).__name__}"
         raise ConfigurationError(msg)
     with BalanceClient(http_client=client) as made:

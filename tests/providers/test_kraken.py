@@ -32,7 +32,7 @@ from bastion_balance.testing import (
     rate_limits_disabled,
 )
 
-from .._vcr import cassette_vcr
+from .._vcr import RECORDING, cassette_vcr
 
 NONCE = 1616492376594
 
@@ -383,14 +383,9 @@ def test_cassette_replay() -> None:
     """A recorded TradeBalance call replays through the whole pipeline (record_mode none)."""
     sim = Simulator(SimulatedKraken())
     with cassette_vcr().use_cassette("kraken/trade_balance.yaml"):
-        http = sim.client() if _vcr_recording() else httpx.Client()
+        http = sim.client() if RECORDING else httpx.Client()
         with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
             balance = client.fetch(kraken())
     assert balance.total == Decimal("382.2032")
     assert balance.extra["eb"] == Decimal("1101.3425")
 
-
-def _vcr_recording() -> bool:
-    from .._vcr import RECORDING
-
-    return RECORDING

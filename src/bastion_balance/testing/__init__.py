@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _state
+from ._fake import FakeProvider
 from ._kraken import (
     KRAKEN_DOCUMENTED_RESULT,
     KRAKEN_TEST_KEY,
@@ -26,6 +27,7 @@ from ._kraken import (
 from ._simulator import SimulatedVenue, Simulator, json_response
 
 __all__ = [
+    "FakeProvider",
     "KRAKEN_DOCUMENTED_RESULT",
     "KRAKEN_TEST_KEY",
     "KRAKEN_TEST_SECRET",

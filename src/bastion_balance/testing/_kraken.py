@@ -132,3 +132,10 @@ class SimulatedKraken:
 
 def _error(message: str) -> httpx.Response:
     return json_response(200, {"error": [message]})
+
+
+def demo_pair() -> tuple[SimulatedKraken, Any]:
+    """The demo's Kraken: the simulated venue and a provider with the published test secret."""
+    from ..providers.kraken import Kraken  # noqa: PLC0415  # venue modules load on first use
+
+    return SimulatedKraken(), Kraken(api_key=KRAKEN_TEST_KEY, api_secret=KRAKEN_TEST_SECRET)

@@ -1,0 +1,25 @@
+"""The demo set: every built-in venue simulated side by side (``bastion-balance demo``)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final
+
+from ._simulator import Simulator
+
+__all__ = ["DEMO_MODULES", "demo_setup"]
+
+#: Simulator modules, in the order the demo lists them; each has ``demo_pair()``.
+DEMO_MODULES: Final = ("_kraken",)
+
+
+def demo_setup() -> tuple[Simulator, list[Any]]:
+    """A simulator serving every built-in venue and one provider per venue with test keys."""
+    simulator = Simulator()
+    providers: list[Any] = []
+    for name in DEMO_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        venue, provider = module.demo_pair()
+        simulator.add(venue)
+        providers.append(provider)
+    return simulator, providers

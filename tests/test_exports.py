@@ -1,0 +1,96 @@
+"""The public surface: __all__ is exact, venues load lazily, import stays cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+
+import attrs
+import pytest
+
+import bastion_balance as bb
+from bastion_balance import exceptions
+from bastion_balance._convert import structure, unstructure
+
+
+def test_all_names_resolve() -> None:
+    """Every name in __all__ exists, and __all__ has no duplicates."""
+    assert len(set(bb.__all__)) == len(bb.__all__)
+    for name in bb.__all__:
+        assert getattr(bb, name) is not None
+
+
+def test_public_names_are_in_all() -> None:
+    """Every public attribute of the package is listed in __all__ (submodules aside)."""
+    modules = {"cli", "exceptions", "providers", "testing"}
+    public = {n for n in vars(bb) if not n.startswith("_") and n not in modules}
+    assert public <= set(bb.__all__)
+
+
+def test_exceptions_module_exports_tree() -> None:
+    """bastion_balance.exceptions exports exactly the exception tree, re-exported at the top."""
+    for name in exceptions.__all__:
+        assert getattr(bb, name) is getattr(exceptions, name)
+
+
+def test_unknown_attribute() -> None:
+    """Unknown names raise AttributeError, not a venue import error."""
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        bb.Nope  # noqa: B018
+    assert "Kraken" in dir(bb)
+
+
+def test_import_is_cheap() -> None:
+    """import bastion_balance loads no venue module and no signing library (Decisions 16)."""
+    code = (
+        "import sys, bastion_balance\n"
+        "heavy = [m for m in ('cryptography', 'jwt', 'rich', 'bastion_balance.providers.kraken',"
+        " 'bastion_balance.testing') if m in sys.modules]\n"
+        "print(heavy)\n"
+        "bastion_balance.Kraken\n"
+        "print('bastion_balance.providers.kraken' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True"]
+
+
+def test_provider_from_name() -> None:
+    """Venues can be built by name; unknown names are ConfigurationError."""
+    from bastion_balance.providers import provider_from_name
+    from bastion_balance.testing import KRAKEN_TEST_KEY, KRAKEN_TEST_SECRET
+
+    provider = provider_from_name("kraken", api_key=KRAKEN_TEST_KEY, api_secret=KRAKEN_TEST_SECRET)
+    assert isinstance(provider, bb.Kraken)
+    with pytest.raises(bb.ConfigurationError, match="unknown venue"):
+        provider_from_name("mtgox")
+
+
+@attrs.frozen
+class Row:
+    amount: Decimal
+
+
+@attrs.frozen
+class Wire:
+    rows: list[Row]
+    name: str
+
+
+class TestConverter:
+    """The private cattrs converter's error reporting, through a small wire class."""
+
+    def test_nested_list_path(self) -> None:
+        """A bad number inside a list names its index in the path."""
+        with pytest.raises(bb.UnexpectedResponseError) as info:
+            structure({"rows": [{"amount": "1"}, {"amount": "NaN"}], "name": "x"}, Wire, venue="v")
+        assert info.value.field == "$.rows[1].amount"
+        assert info.value.value == "NaN"
+        with pytest.raises(bb.UnexpectedResponseError, match="expected a string"):
+            structure({"rows": [], "name": 5}, Wire, venue="v")
+        with pytest.raises(bb.UnexpectedResponseError, match="missing"):
+            structure({"rows": []}, Wire, venue="v")
+        assert unstructure(structure({"rows": [{"amount": "2"}], "name": "n"}, Wire, venue="v")) == {
+            "rows": [{"amount": Decimal(2)}],
+            "name": "n",
+        }
