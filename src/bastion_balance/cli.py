@@ -259,7 +259,7 @@ def run(
 
 
 def _demo(timeout: float, use_rich: bool, err: TextIO) -> tuple[Portfolio, int]:
-    from .testing._demo import demo_setup  # noqa: PLC0415  # loads every simulator
+    from .testing import demo_setup  # noqa: PLC0415  # loads every simulator
 
     simulator, providers = demo_setup()
     print("demo: simulated venues (signatures verified as each venue does); no keys, no network", file=err)

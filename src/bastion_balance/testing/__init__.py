@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _state
+from ._demo import demo_setup
 from ._fake import FakeProvider
 from ._kraken import (
     KRAKEN_DOCUMENTED_RESULT,
@@ -34,6 +35,7 @@ __all__ = [
     "SimulatedKraken",
     "SimulatedVenue",
     "Simulator",
+    "demo_setup",
     "json_response",
     "rate_limits_disabled",
     "reset_shared_state",
