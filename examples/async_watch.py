@@ -18,9 +18,8 @@ async def watch(rounds: int = 3, every: float = 0.2) -> None:
         for round_number in range(1, rounds + 1):
             portfolio = await client.aggregate(providers, timeout=5.0)
             status = "complete" if portfolio.complete else f"partial ({', '.join(portfolio.errors)})"
-            print(
-                f"round {round_number}: {portfolio.total_usd} USD, {portfolio.available_margin_usd} free, {status}"
-            )
+            total, free = portfolio.total_usd, portfolio.available_margin_usd
+            print(f"round {round_number}: {total} USD, {free} free, {status}")
             await asyncio.sleep(every)
 
 
