@@ -33,6 +33,8 @@ CREDENTIAL_HEADERS = (
     "Authorization",
     "x-participant-id",
 )
+#: Request timestamps: not secret, but they date a recording and make requests unique.
+TIMESTAMP_HEADERS = ("X-AUTH-EPOCH", "X-PM-Timestamp", "X-BAPI-TIMESTAMP")
 SCRUBBED = "<scrubbed>"
 _SECRET_PARAMS = re.compile(r"((?:^|[?&])(?:nonce|otp|signature|client_assertion|timestamp)=)[^&]*")
 _SECRET_JSON = re.compile(r'("(?:access_token|client_assertion|token)"\s*:\s*")[^"]*(")')
@@ -45,7 +47,7 @@ def _scrub_text(text: str) -> str:
 
 def _scrub_request(request: Any) -> Any:
     for name in list(request.headers):
-        if name.lower() in {h.lower() for h in CREDENTIAL_HEADERS}:
+        if name.lower() in {h.lower() for h in (*CREDENTIAL_HEADERS, *TIMESTAMP_HEADERS)}:
             request.headers[name] = SCRUBBED
     if request.body:
         body = request.body.decode() if isinstance(request.body, bytes) else request.body

@@ -41,7 +41,10 @@ from .providers import CLASS_NAMES as _CLASS_NAMES
 from .providers import provider_class as _provider_class
 
 if _TYPE_CHECKING:
+    from .providers.coinswitch import CoinSwitch
     from .providers.kraken import Kraken
+    from .providers.polymarket_retail import PolymarketUSRetail
+    from .providers.rails import Rails
 
 __all__ = [
     # models and functions
@@ -60,6 +63,9 @@ __all__ = [
     "dumps",
     "fetch_balance",
     # venues
+    "PolymarketUSRetail",
+    "CoinSwitch",
+    "Rails",
     "Kraken",
     # exceptions
     "AuthenticationError",

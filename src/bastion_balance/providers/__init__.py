@@ -18,6 +18,9 @@ __all__ = ["CLASS_NAMES", "PROVIDERS", "provider_class", "provider_from_name"]
 PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "kraken": "kraken:Kraken",
+        "rails": "rails:Rails",
+        "coinswitch": "coinswitch:CoinSwitch",
+        "polymarket_us_retail": "polymarket_retail:PolymarketUSRetail",
     }
 )
 

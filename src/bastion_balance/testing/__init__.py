@@ -17,6 +17,12 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _state
+from ._coinswitch import (
+    COINSWITCH_DOCUMENTED_DATA,
+    COINSWITCH_TEST_KEY,
+    COINSWITCH_TEST_SECRET,
+    SimulatedCoinSwitch,
+)
 from ._demo import demo_setup
 from ._fake import FakeProvider
 from ._kraken import (
@@ -25,14 +31,37 @@ from ._kraken import (
     KRAKEN_TEST_SECRET,
     SimulatedKraken,
 )
+from ._polymarket_retail import (
+    POLYMARKET_RETAIL_DOCUMENTED_BALANCES,
+    POLYMARKET_RETAIL_TEST_KEY_ID,
+    POLYMARKET_RETAIL_TEST_PUBLIC_KEY,
+    POLYMARKET_RETAIL_TEST_SECRET,
+    POLYMARKET_RETAIL_TEST_SEED,
+    SimulatedPolymarketRetail,
+)
+from ._rails import RAILS_DOCUMENTED_BALANCES, RAILS_TEST_API_KEY, RAILS_TEST_API_SECRET, SimulatedRails
 from ._simulator import SimulatedVenue, Simulator, json_response
 
 __all__ = [
+    "COINSWITCH_DOCUMENTED_DATA",
+    "COINSWITCH_TEST_KEY",
+    "COINSWITCH_TEST_SECRET",
     "FakeProvider",
     "KRAKEN_DOCUMENTED_RESULT",
     "KRAKEN_TEST_KEY",
     "KRAKEN_TEST_SECRET",
+    "POLYMARKET_RETAIL_DOCUMENTED_BALANCES",
+    "POLYMARKET_RETAIL_TEST_KEY_ID",
+    "POLYMARKET_RETAIL_TEST_PUBLIC_KEY",
+    "POLYMARKET_RETAIL_TEST_SECRET",
+    "POLYMARKET_RETAIL_TEST_SEED",
+    "RAILS_DOCUMENTED_BALANCES",
+    "RAILS_TEST_API_KEY",
+    "RAILS_TEST_API_SECRET",
+    "SimulatedCoinSwitch",
     "SimulatedKraken",
+    "SimulatedPolymarketRetail",
+    "SimulatedRails",
     "SimulatedVenue",
     "Simulator",
     "demo_setup",

@@ -10,7 +10,12 @@ from ._simulator import Simulator
 __all__ = ["DEMO_MODULES", "demo_setup"]
 
 #: Simulator modules, in the order the demo lists them; each has ``demo_pair()``.
-DEMO_MODULES: Final = ("_kraken",)
+DEMO_MODULES: Final = (
+    "_kraken",
+    "_coinswitch",
+    "_polymarket_retail",
+    "_rails",
+)
 
 
 def demo_setup() -> tuple[Simulator, list[Any]]:

@@ -1,0 +1,538 @@
+"""Polymarket US retail balances: signer vector, request, parsing, errors, simulator, cassette."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import decimal
+import pickle
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bastion_balance as bb
+from bastion_balance import _state
+from bastion_balance._protocol import Throttle
+from bastion_balance.providers.polymarket_retail import (
+    BALANCES_PATH,
+    DEFAULT_BASE_URL,
+    RATE_LIMIT,
+    PolymarketUSRetail,
+    polymarket_retail_sign,
+)
+from bastion_balance.testing import Simulator, json_response
+from bastion_balance.testing._polymarket_retail import (
+    POLYMARKET_RETAIL_DOCUMENTED_BALANCES,
+    POLYMARKET_RETAIL_TEST_KEY_ID,
+    POLYMARKET_RETAIL_TEST_PUBLIC_KEY,
+    POLYMARKET_RETAIL_TEST_SECRET,
+    POLYMARKET_RETAIL_TEST_SEED,
+    SimulatedPolymarketRetail,
+    demo_pair,
+)
+
+from .._vcr import RECORDING, SCRUBBED, _scrub_request, cassette_vcr
+
+STAMP = 1705420800000
+NOW_NS = STAMP * 1_000_000
+VECTOR = "Er2cdqZB9YUxY/+VC7NvqoyJEjmjhtpQMm3/TRsI0Hd7QeI+GWdJa2YsdtaotjO6uPQzQBA+pBYILlZpOQgVDA=="
+OTHER_SEED = base64.b64encode(
+    bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
+).decode()
+
+#: The documented buying-power example as the venue sends it: JSON numbers, a bare 0, no lastUpdated.
+FORMULA_BODY = (
+    b'{"balances": [{"currentBalance": 1000, "currency": "USD", "buyingPower": 850,'
+    b' "assetNotional": 312.75, "assetAvailable": 250, "openOrders": 400, "marginRequirement": 0,'
+    b' "pendingCredit": 0, "unsettledFunds": 0, "pendingWithdrawals": []}]}'
+)
+
+
+def retail(**overrides: object) -> PolymarketUSRetail:
+    settings: dict[str, object] = {
+        "key_id": POLYMARKET_RETAIL_TEST_KEY_ID,
+        "secret_key": POLYMARKET_RETAIL_TEST_SECRET,
+    }
+    settings.update(overrides)
+    return PolymarketUSRetail(**settings)  # type: ignore[arg-type]
+
+
+def respond(provider: PolymarketUSRetail, response: httpx.Response) -> bb.Balance:
+    response.request = provider.build_request(STAMP)
+    return provider.parse_response(response)
+
+
+def parse_body(body: bytes, provider: PolymarketUSRetail | None = None) -> bb.Balance:
+    return respond(provider or retail(), httpx.Response(200, content=body))
+
+
+def parse(balances: list[dict[str, Any]], provider: PolymarketUSRetail | None = None) -> bb.Balance:
+    return respond(provider or retail(), json_response(200, {"balances": balances}))
+
+
+def usd(**changes: Any) -> dict[str, Any]:  # noqa: ANN401
+    entry = copy.deepcopy(dict(POLYMARKET_RETAIL_DOCUMENTED_BALANCES[0]))
+    entry.update(changes)
+    return {k: v for k, v in entry.items() if v is not ...}
+
+
+class TestSigner:
+    @pytest.mark.parametrize("secret", [POLYMARKET_RETAIL_TEST_SEED, POLYMARKET_RETAIL_TEST_SECRET])
+    def test_local_vector(self, secret: str) -> None:
+        """The §3.5 vector reproduces from both the 32-byte and the 64-byte secret forms."""
+        assert VECTOR == polymarket_retail_sign(STAMP, "GET", "/v1/account/balances", secret)
+
+    def test_method_upper_cased(self) -> None:
+        """The method is signed upper-case."""
+        assert VECTOR == polymarket_retail_sign(str(STAMP), "get", BALANCES_PATH, POLYMARKET_RETAIL_TEST_SEED)
+
+    def test_secret_of_wrong_length(self) -> None:
+        """The signer refuses a secret that is neither 32 nor 64 bytes."""
+        with pytest.raises(ValueError, match="32 or 64 bytes"):
+            polymarket_retail_sign(STAMP, "GET", BALANCES_PATH, base64.b64encode(b"x" * 33).decode())
+
+    def test_signature_is_88_base64_chars(self) -> None:
+        """A signature is 64 bytes, 88 base64 characters."""
+        assert len(base64.b64decode(VECTOR)) == 64
+        assert len(VECTOR) == 88
+
+    def test_request_shape(self) -> None:
+        """The request is a GET with the three X-PM headers, signed over the path only."""
+        request = retail().build_request(STAMP)
+        assert request.method == "GET"
+        assert str(request.url) == "https://api.polymarket.us/v1/account/balances"
+        assert request.content == b""
+        assert request.headers["X-PM-Access-Key"] == POLYMARKET_RETAIL_TEST_KEY_ID
+        assert request.headers["X-PM-Timestamp"] == str(STAMP)
+        assert request.headers["X-PM-Signature"] == VECTOR
+        assert request.headers["User-Agent"].startswith("bastion-balance/")
+
+    def test_base_url_path_not_signed(self) -> None:
+        """A base URL with a prefix (a proxy) still signs the documented endpoint path."""
+        request = retail(base_url="https://proxy.example/pm").build_request(STAMP)
+        assert request.url.path == "/pm/v1/account/balances"
+        assert request.headers["X-PM-Signature"] == VECTOR
+
+    def test_flow_signs_with_clock_in_milliseconds(self) -> None:
+        """The flow's timestamp is the injected clock in milliseconds."""
+        flow = retail(clock=lambda: NOW_NS + 999_999).balance_flow()
+        next(flow)
+        request = flow.send(None)
+        assert isinstance(request, httpx.Request)
+        assert request.headers["X-PM-Timestamp"] == str(STAMP)
+        flow.close()
+
+
+class TestParse:
+    def test_documented_formula_example(self) -> None:
+        """1000 + 250 - 400 - 0 = 850: the documented figures come through exactly, as sent."""
+        balance = parse_body(FORMULA_BODY)
+        assert balance.available == Decimal(850)
+        assert balance.wallet == Decimal(1000)
+        assert balance.margin_used == Decimal(0)
+        extra = balance.extra
+        assert balance.wallet + extra["assetAvailable"] - extra["openOrders"] - balance.margin_used == (
+            balance.available
+        )
+        assert balance.total == Decimal("1312.75")  # currentBalance + assetNotional
+        assert balance.currency == "USD"
+        assert balance.exchange == balance.label == "polymarket_us_retail"
+
+    def test_simulator_example(self) -> None:
+        """The simulator's documented-shape answer maps onto the common model."""
+        balance = parse([dict(POLYMARKET_RETAIL_DOCUMENTED_BALANCES[0])])
+        assert (balance.total, balance.available, balance.wallet) == (
+            Decimal("1312.75"),
+            Decimal("850.00"),
+            Decimal("1000.00"),
+        )
+        assert set(balance.extra) == {
+            "currentBalance",
+            "assetNotional",
+            "assetAvailable",
+            "pendingCredit",
+            "openOrders",
+            "unsettledFunds",
+            "marginRequirement",
+        }
+        assert balance.breakdown == {}
+        assert balance.uncounted == ()
+
+    def test_bare_integer_zero_is_exact(self) -> None:
+        """A bare JSON integer 0 is Decimal zero, and JSON numbers keep every digit."""
+        body = (
+            b'{"balances": [{"currency": "USD", "currentBalance": 0, "assetNotional":'
+            b' 0.1000000000000000055511151231257827, "buyingPower": 0, "marginRequirement": 0}]}'
+        )
+        balance = parse_body(body)
+        assert balance.total == Decimal("0.1000000000000000055511151231257827")
+        assert balance.available == 0
+        assert isinstance(balance.margin_used, Decimal)
+
+    @pytest.mark.parametrize("last_updated", [None, ..., "2026-11-24T10:00:00Z"])
+    def test_last_updated_null_absent_or_set(self, last_updated: object) -> None:
+        """lastUpdated may be null, absent or a date: the balance parses all the same."""
+        balance = parse([usd(lastUpdated=last_updated)])
+        assert balance.total == Decimal("1312.75")
+        assert "lastUpdated" not in balance.extra
+
+    def test_optional_figures_null(self) -> None:
+        """A null marginRequirement is None, never 0; null figures stay out of extra."""
+        balance = parse([usd(marginRequirement=None, balanceReservation=None)])
+        assert balance.margin_used is None
+        assert "balanceReservation" not in balance.extra
+
+    def test_other_currencies_in_breakdown(self) -> None:
+        """Other currencies' entries are in breakdown by currency, and uncounted unless zero."""
+        eur = usd(
+            currency="EUR", currentBalance=Decimal(20), assetNotional=Decimal("0.5"), buyingPower=Decimal(19)
+        )
+        cad = usd(currency="CAD", currentBalance=0, assetNotional=0, buyingPower=0)
+        gbp = {"currency": "GBP", "buyingPower": Decimal(3)}
+        balance = parse([eur, usd(), cad, gbp])
+        assert balance.total == Decimal("1312.75")
+        assert balance.breakdown["EUR"] == bb.Holding(
+            currency="EUR", total=Decimal("20.5"), available=Decimal(19)
+        )
+        assert balance.breakdown["CAD"].total == 0
+        assert balance.breakdown["GBP"] == bb.Holding(currency="GBP", total=None, available=Decimal(3))
+        assert balance.uncounted == ("EUR", "GBP")
+
+    def test_currency_parameter_picks_entry(self) -> None:
+        """currency= picks the entry that is the Balance (case-insensitive)."""
+        eur = usd(
+            currency="EUR", currentBalance=Decimal(20), assetNotional=Decimal("0.5"), buyingPower=Decimal(19)
+        )
+        balance = parse([usd(), eur], retail(currency="eur"))
+        assert (balance.currency, balance.total, balance.available) == ("EUR", Decimal("20.5"), Decimal(19))
+        assert balance.uncounted == ("USD",)
+
+    @pytest.mark.parametrize("entries", [[], [{"currency": "EUR", "currentBalance": 1}]])
+    def test_missing_currency_entry(self, entries: list[dict[str, Any]]) -> None:
+        """No entry for the provider's currency is an UnexpectedResponseError naming it."""
+        with pytest.raises(bb.UnexpectedResponseError, match="no balances entry for currency 'USD'") as info:
+            parse(entries)
+        assert info.value.field == "$.balances"
+
+    def test_duplicate_currency(self) -> None:
+        """Two entries for one currency are an error, never a silent choice."""
+        with pytest.raises(bb.UnexpectedResponseError, match="two balances entries"):
+            parse([usd(), usd()])
+
+    @pytest.mark.parametrize("field", ["currentBalance", "assetNotional", "buyingPower"])
+    @pytest.mark.parametrize("value", [..., None])
+    def test_required_figure_missing(self, field: str, value: object) -> None:
+        """A missing or null figure that total or available needs is an error naming it."""
+        with pytest.raises(bb.UnexpectedResponseError, match="required field is missing") as info:
+            parse([usd(**{field: value})])
+        assert info.value.field == f"$.balances[0].{field}"
+
+    @pytest.mark.parametrize("value", ["NaN", "", "1,000", True, [1]])
+    def test_bad_number(self, value: object) -> None:
+        """A figure that is not a plain number names venue, field and value."""
+        with pytest.raises(bb.UnexpectedResponseError) as info:
+            parse([usd(buyingPower=value)])
+        assert info.value.venue == "polymarket_us_retail"
+        assert info.value.field == "$.balances[0].buyingPower"
+
+    @pytest.mark.parametrize("body", [b'{"balances": [{"buyingPower": NaN}]}', b"[]", b"<html>x</html>"])
+    def test_not_a_balances_object(self, body: bytes) -> None:
+        """NaN, a non-object and HTML are UnexpectedResponseErrors."""
+        with pytest.raises(bb.UnexpectedResponseError):
+            parse_body(body)
+
+    @pytest.mark.parametrize(
+        "payload", [{}, {"balances": None}, {"balances": {}}, {"balances": [{"currentBalance": 1}]}]
+    )
+    def test_bad_envelope(self, payload: object) -> None:
+        """An envelope of the wrong shape is an UnexpectedResponseError."""
+        with pytest.raises(bb.UnexpectedResponseError):
+            respond(retail(), json_response(200, payload))
+
+    @given(
+        cash=st.decimals(
+            allow_nan=False, allow_infinity=False, places=6, min_value=-(10**15), max_value=10**15
+        ),
+        notional=st.decimals(allow_nan=False, allow_infinity=False, places=18, min_value=0, max_value=10**15),
+    )
+    def test_total_is_exact_sum(self, cash: Decimal, notional: Decimal) -> None:
+        """total is currentBalance + assetNotional, exact to the last digit whatever the scale."""
+        body = (
+            f'{{"balances": [{{"currency": "USD", "currentBalance": {cash}, '
+            f'"assetNotional": {notional:f}, "buyingPower": {cash}}}]}}'
+        ).encode()
+        balance = parse_body(body)
+        with decimal.localcontext(prec=200):
+            assert balance.total == cash + notional
+            assert balance.total - notional == balance.wallet == cash
+
+
+ERRORS = [
+    (401, b'{"status": 401, "message": "invalid signature"}', bb.AuthenticationError, 401),
+    (403, b'{"code": 7, "message": "permission denied"}', bb.AuthenticationError, 7),
+    (400, b'{"message": "bad request"}', bb.ExchangeAPIError, 400),
+    (404, b"<html>not found</html>", bb.ExchangeAPIError, 404),
+    (429, b'{"status": 429, "message": "Too Many Requests"}', bb.RateLimitedError, 429),
+    (500, b'{"status": "INTERNAL", "message": "oops"}', bb.ServiceUnavailableError, "INTERNAL"),
+    (502, b"<html>gateway</html>", bb.ServiceUnavailableError, 502),
+    (503, b'{"status": 1.5, "message": ""}', bb.ServiceUnavailableError, 503),
+]
+
+
+class TestErrors:
+    @pytest.mark.parametrize(("status", "body", "cls", "code"), ERRORS)
+    def test_status_maps_to_class(
+        self, status: int, body: bytes, cls: type[bb.ExchangeAPIError], code: object
+    ) -> None:
+        """Each status raises its class; the body's code or status (else the HTTP status) is the code."""
+        with pytest.raises(bb.ExchangeAPIError) as info:
+            respond(retail(), httpx.Response(status, content=body))
+        assert type(info.value) is cls
+        assert (info.value.code, info.value.status_code, info.value.venue) == (
+            code,
+            status,
+            "polymarket_us_retail",
+        )
+        if b"oops" in body:
+            assert "oops" in str(info.value)
+
+    def test_429_has_no_retry_after(self) -> None:
+        """Polymarket retail sends no Retry-After: none is invented, and 429 stays retryable."""
+        with pytest.raises(bb.RateLimitedError) as info:
+            respond(retail(), json_response(429, {"status": 429, "message": "Too Many Requests"}))
+        assert info.value.retry_after is None
+        assert info.value.transient
+
+    def test_403_explains_permission(self) -> None:
+        """A 403 says the key lacks permission."""
+        with pytest.raises(bb.AuthenticationError, match="permission"):
+            respond(retail(), json_response(403, {}))
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"key_id": ""},
+            {"key_id": None},
+            {"key_id": "id\n"},
+            {"secret_key": ""},
+            {"secret_key": "not base64!"},
+            {"secret_key": base64.b64encode(b"x" * 31).decode()},
+            {"secret_key": base64.b64encode(b"x" * 48).decode()},
+            {"secret_key": POLYMARKET_RETAIL_TEST_SEED[:-4] + POLYMARKET_RETAIL_TEST_PUBLIC_KEY},
+            {"base_url": "http://api.polymarket.us"},
+            {"currency": "U$D"},
+            {"currency": 840},
+            {"label": " "},
+        ],
+    )
+    def test_bad_settings(self, overrides: dict[str, object]) -> None:
+        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
+        with pytest.raises(bb.ConfigurationError) as info:
+            retail(**overrides)
+        assert POLYMARKET_RETAIL_TEST_SECRET not in str(info.value)
+        assert POLYMARKET_RETAIL_TEST_SEED not in str(info.value)
+
+    def test_mismatched_keypair(self) -> None:
+        """A 64-byte secret whose second half is not its public key is refused."""
+        raw = base64.b64decode(POLYMARKET_RETAIL_TEST_SECRET)
+        broken = base64.b64encode(base64.b64decode(OTHER_SEED) + raw[32:]).decode()
+        with pytest.raises(bb.ConfigurationError, match="second half"):
+            retail(secret_key=broken)
+
+    @pytest.mark.parametrize("secret", [POLYMARKET_RETAIL_TEST_SEED, POLYMARKET_RETAIL_TEST_SECRET])
+    def test_both_secret_forms_accepted(self, secret: str) -> None:
+        """The 32-byte seed and the 64-byte seed-and-public form both build a provider."""
+        assert retail(secret_key=secret).build_request(STAMP).headers["X-PM-Signature"] == VECTOR
+
+    def test_defaults(self) -> None:
+        """Label, base URL and currency default to the venue's name, production API and USD."""
+        provider = retail()
+        assert (provider.label, provider.venue, provider.base_url, provider.currency) == (
+            "polymarket_us_retail",
+            "polymarket_us_retail",
+            DEFAULT_BASE_URL,
+            "USD",
+        )
+
+    def test_repr_hides_secrets(self) -> None:
+        """Neither key id nor secret appears in repr or str."""
+        provider = retail()
+        for text in (repr(provider), str(provider)):
+            assert POLYMARKET_RETAIL_TEST_SECRET not in text
+            assert POLYMARKET_RETAIL_TEST_KEY_ID not in text
+
+    def test_refuses_pickle(self) -> None:
+        """Providers hold secrets and refuse to be pickled or copied."""
+        with pytest.raises(TypeError, match="credentials"):
+            pickle.dumps(retail())
+        with pytest.raises(TypeError, match="credentials"):
+            copy.deepcopy(retail())
+
+
+def client_for(sim: Simulator) -> bb.BalanceClient:
+    return bb.BalanceClient(http_client=sim.client(), retry=bb.NO_RETRY)
+
+
+class TestAgainstSimulator:
+    def test_fetch_sync(self) -> None:
+        """A sync fetch verifies the signature and returns the documented-shape example."""
+        venue = SimulatedPolymarketRetail()
+        with client_for(Simulator(venue)) as client:
+            balance = client.fetch(retail())
+        assert (balance.total, balance.available) == (Decimal("1312.75"), Decimal("850.00"))
+        assert venue.calls == len(venue.timestamps) == 1
+
+    def test_fetch_async(self) -> None:
+        """An async fetch through the simulator returns the same exact figures."""
+        sim = Simulator(SimulatedPolymarketRetail())
+
+        async def run() -> bb.Balance:
+            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
+                return await client.fetch(retail(secret_key=POLYMARKET_RETAIL_TEST_SEED))
+
+        assert asyncio.run(run()).wallet == Decimal("1000.00")
+
+    def test_demo_pair(self) -> None:
+        """demo_pair gives a venue and a provider at the production URL that work together."""
+        venue, provider = demo_pair()
+        assert provider.base_url == DEFAULT_BASE_URL
+        with client_for(Simulator(venue)) as client:
+            assert client.fetch(provider).available == Decimal("850.00")
+
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"key_id": "00000000-0000-4000-8000-000000000000"}, "invalid API key"),
+            ({"secret_key": OTHER_SEED}, "invalid signature"),
+        ],
+    )
+    def test_refused_credentials(self, overrides: dict[str, object], message: str) -> None:
+        """An unknown key id or a secret that does not match the key gets a 401."""
+        venue = SimulatedPolymarketRetail()
+        with (
+            client_for(Simulator(venue)) as client,
+            pytest.raises(bb.AuthenticationError, match=message) as info,
+        ):
+            client.fetch(retail(**overrides))
+        assert info.value.status_code == 401
+        assert venue.timestamps == []
+
+    @pytest.mark.parametrize(
+        ("skew_ms", "accepted"), [(29_999, True), (-30_000, True), (30_001, False), (-45_000, False)]
+    )
+    def test_timestamp_window(self, skew_ms: int, accepted: bool) -> None:  # noqa: FBT001
+        """A timestamp more than 30 s from the server's clock is refused with 401."""
+        venue = SimulatedPolymarketRetail(clock=lambda: NOW_NS)
+        provider = retail(clock=lambda: NOW_NS + skew_ms * 1_000_000)
+        with client_for(Simulator(venue)) as client:
+            if accepted:
+                assert client.fetch(provider).total == Decimal("1312.75")
+            else:
+                with pytest.raises(bb.AuthenticationError, match="30 second window"):
+                    client.fetch(provider)
+
+    def test_signature_covers_path_without_query(self) -> None:
+        """The simulator verifies over the path without query; a mangled header is refused."""
+        venue = SimulatedPolymarketRetail(clock=lambda: NOW_NS)
+        request = retail().build_request(STAMP)
+        with_query = httpx.Request("GET", str(request.url) + "?currency=USD", headers=request.headers)
+        assert venue.handle(with_query).status_code == 200
+        with_query.headers["X-PM-Signature"] = "%%%"
+        assert venue.handle(with_query).status_code == 401
+        with_query.headers["X-PM-Timestamp"] = "now"
+        assert venue.handle(with_query).status_code == 401
+
+    def test_unknown_path(self) -> None:
+        """Another path is a 404."""
+        response = SimulatedPolymarketRetail().handle(httpx.Request("GET", "https://api.polymarket.us/v1/x"))
+        assert response.status_code == 404
+
+    def test_retry_resigns_with_fresh_timestamp(self) -> None:
+        """A 503 is retried, and the retry carries a new timestamp and signature."""
+        ticks: Iterator[int] = iter([NOW_NS, NOW_NS + 7_000_000])
+        venue = SimulatedPolymarketRetail(clock=lambda: NOW_NS)
+        venue.fail_next(503)
+        retry = bb.RetryPolicy(attempts=2, jitter=lambda _low, _high: 0.0)
+        with bb.BalanceClient(http_client=Simulator(venue).client(), retry=retry) as client:
+            client.fetch(retail(clock=lambda: next(ticks)))
+        assert venue.timestamps == [STAMP + 7]
+
+    def test_scripted_permission_denied(self) -> None:
+        """A scripted 403 reaches the caller as AuthenticationError with the venue's message."""
+        venue = SimulatedPolymarketRetail()
+        venue.fail_next((403, "permission denied"))
+        with (
+            client_for(Simulator(venue)) as client,
+            pytest.raises(bb.AuthenticationError, match="permission denied"),
+        ):
+            client.fetch(retail())
+
+    def test_rate_limit_drains_our_limiter(self) -> None:
+        """After the venue's 429 (documented body, no Retry-After) our limiter makes the next call wait."""
+        venue = SimulatedPolymarketRetail()
+        venue.fail_next(429)
+        with client_for(Simulator(venue)) as client:
+            with pytest.raises(bb.RateLimitedError, match="Too Many Requests") as info:
+                client.fetch(retail())
+            assert info.value.retry_after is None
+            assert client.fetch(retail(), timeout=2.0).total == Decimal("1312.75")  # waits ~50 ms
+        assert venue.calls == 2
+
+    def test_burst_of_twenty_per_second(self) -> None:
+        """Twenty calls per key go straight out; the 21st needs ~50 ms and a tiny deadline refuses it."""
+        state = _state.shared_state("polymarket_us_retail", DEFAULT_BASE_URL, POLYMARKET_RETAIL_TEST_KEY_ID)
+        state.limiters["requests"] = _state.RateLimiter(*RATE_LIMIT, "requests", monotonic=lambda: 0.0)
+        venue = SimulatedPolymarketRetail()
+        with client_for(Simulator(venue)) as client:
+            for _ in range(20):
+                client.fetch(retail(), timeout=0.5)
+            with pytest.raises(bb.RateLimitedError, match="client-side rate limit") as info:
+                client.fetch(retail(), timeout=0.01)
+        assert info.value.retry_after == pytest.approx(0.05)
+        assert venue.calls == 20
+
+    def test_limiter_is_per_key(self) -> None:
+        """The flow uses a 20 per second limiter keyed on this key id, shared by equal providers."""
+        flow = retail(label="one").balance_flow()
+        throttle = next(flow)
+        flow.close()
+        assert isinstance(throttle, Throttle)
+        assert (throttle.limiter.capacity, throttle.limiter.rate) == (20, 20)
+        other = retail(label="two").balance_flow()
+        assert next(other).limiter is throttle.limiter  # type: ignore[union-attr]
+        other.close()
+
+
+def _scrub_timestamp(request: Any) -> Any:  # noqa: ANN401  # a vcrpy request
+    """X-PM-Timestamp is a timestamp: scrubbed like the credentials (tests/_vcr.py does not know it)."""
+    for name in list(request.headers):
+        if name.lower() == "x-pm-timestamp":
+            request.headers[name] = SCRUBBED
+    return request
+
+
+def test_cassette_replay() -> None:
+    """A recorded balances call replays through the whole pipeline (record_mode none)."""
+    sim = Simulator(SimulatedPolymarketRetail())
+    hooks = [_scrub_request, _scrub_timestamp]
+    with cassette_vcr().use_cassette(
+        "polymarket_us_retail/balances.yaml", before_record_request=hooks
+    ) as cassette:
+        http = sim.client() if RECORDING else httpx.Client()
+        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
+            balance = client.fetch(retail())
+    assert (balance.total, balance.available) == (Decimal("1312.75"), Decimal("850.00"))
+    assert balance.margin_used == Decimal(0)
+    request = cassette.requests[0]
+    assert str(request.uri) == DEFAULT_BASE_URL + BALANCES_PATH
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    for header in ("x-pm-access-key", "x-pm-signature", "x-pm-timestamp"):
+        assert headers[header] in (SCRUBBED, [SCRUBBED])
