@@ -44,6 +44,7 @@ if _TYPE_CHECKING:
     from .providers.coinswitch import CoinSwitch
     from .providers.kraken import Kraken
     from .providers.polymarket_retail import PolymarketUSRetail
+    from .providers.polymarket_us import PolymarketUS
     from .providers.rails import Rails
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "dumps",
     "fetch_balance",
     # venues
+    "PolymarketUS",
     "PolymarketUSRetail",
     "CoinSwitch",
     "Rails",

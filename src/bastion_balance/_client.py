@@ -96,7 +96,7 @@ def _translate(exc: httpx.HTTPError, provider: BalanceProvider, deadline: float)
         request: httpx.Request | None = exc.request
     except RuntimeError:  # an error raised before any request was attached
         request = None
-    where = f" ({request.url.host}{request.url.path})" if request is not None else ""
+    where = f" ({_where(request)})" if request is not None else ""
     text = _logging.redact(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= deadline - 0.05:
         return DeadlineExceededError(
@@ -104,6 +104,11 @@ def _translate(exc: httpx.HTTPError, provider: BalanceProvider, deadline: float)
             venue=_venue(provider),
         )
     return TransportError(f"{provider.label}: {type(exc).__name__}{where}: {text}", venue=_venue(provider))
+
+
+def _where(request: httpx.Request) -> str:
+    """Host and path of a request: never its query, which may carry a signature."""
+    return f"{request.url.host}{request.url.path}"
 
 
 def _prepare(request: httpx.Request, provider: BalanceProvider, deadline: float) -> None:
@@ -291,6 +296,8 @@ class BalanceClient:
                     body += chunk
                     if len(body) > cap:
                         raise _too_large(provider, cap)
+                    if time.monotonic() >= deadline:  # socket timeouts bound each read, not the body
+                        raise _deadline_error(provider, f"reading the answer ({_where(request)})")
             finally:
                 response.close()
         except httpx.HTTPError as exc:
@@ -360,7 +367,7 @@ class AsyncBalanceClient:
         except TimeoutError:
             if not scope.expired():
                 raise
-        raise _deadline_error(provider, "fetching")
+        raise _deadline_error(provider, f"fetching ({provider.venue})")
 
     async def aggregate(
         self,

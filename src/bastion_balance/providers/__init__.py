@@ -21,6 +21,7 @@ PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
         "rails": "rails:Rails",
         "coinswitch": "coinswitch:CoinSwitch",
         "polymarket_us_retail": "polymarket_retail:PolymarketUSRetail",
+        "polymarket_us": "polymarket_us:PolymarketUS",
     }
 )
 

@@ -322,8 +322,9 @@ class Kraken(NoPickle):
                 except AuthenticationError as exc:
                     if attempt or error_key(str(exc.code)) != "EAPI:Invalid nonce":
                         raise
-                except RateLimitedError:
-                    limiter.drain(limiter.capacity)
+                except RateLimitedError as exc:
+                    if error_key(str(exc.code)) == "EAPI:Rate limit exceeded":
+                        limiter.drain(limiter.capacity)  # Kraken says this key's counter is full
                     raise
             raise AssertionError("unreachable")  # pragma: no cover
         finally:

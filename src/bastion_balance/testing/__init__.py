@@ -31,6 +31,7 @@ from ._kraken import (
     KRAKEN_TEST_SECRET,
     SimulatedKraken,
 )
+from ._loopback import Fault, LoopbackServer, RecordedRequest
 from ._polymarket_retail import (
     POLYMARKET_RETAIL_DOCUMENTED_BALANCES,
     POLYMARKET_RETAIL_TEST_KEY_ID,
@@ -38,6 +39,15 @@ from ._polymarket_retail import (
     POLYMARKET_RETAIL_TEST_SECRET,
     POLYMARKET_RETAIL_TEST_SEED,
     SimulatedPolymarketRetail,
+)
+from ._polymarket_us import (
+    POLYMARKET_US_SYNTHETIC_BALANCE,
+    POLYMARKET_US_TEST_ACCOUNT,
+    POLYMARKET_US_TEST_CLIENT_ID,
+    POLYMARKET_US_TEST_PARTICIPANT_ID,
+    SimulatedPolymarketUS,
+    polymarket_us_test_private_key_pem,
+    polymarket_us_test_public_key_pem,
 )
 from ._rails import RAILS_DOCUMENTED_BALANCES, RAILS_TEST_API_KEY, RAILS_TEST_API_SECRET, SimulatedRails
 from ._simulator import SimulatedVenue, Simulator, json_response
@@ -47,25 +57,35 @@ __all__ = [
     "COINSWITCH_TEST_KEY",
     "COINSWITCH_TEST_SECRET",
     "FakeProvider",
+    "Fault",
     "KRAKEN_DOCUMENTED_RESULT",
     "KRAKEN_TEST_KEY",
     "KRAKEN_TEST_SECRET",
+    "LoopbackServer",
     "POLYMARKET_RETAIL_DOCUMENTED_BALANCES",
     "POLYMARKET_RETAIL_TEST_KEY_ID",
     "POLYMARKET_RETAIL_TEST_PUBLIC_KEY",
     "POLYMARKET_RETAIL_TEST_SECRET",
     "POLYMARKET_RETAIL_TEST_SEED",
+    "POLYMARKET_US_SYNTHETIC_BALANCE",
+    "POLYMARKET_US_TEST_ACCOUNT",
+    "POLYMARKET_US_TEST_CLIENT_ID",
+    "POLYMARKET_US_TEST_PARTICIPANT_ID",
     "RAILS_DOCUMENTED_BALANCES",
     "RAILS_TEST_API_KEY",
     "RAILS_TEST_API_SECRET",
+    "RecordedRequest",
     "SimulatedCoinSwitch",
     "SimulatedKraken",
     "SimulatedPolymarketRetail",
+    "SimulatedPolymarketUS",
     "SimulatedRails",
     "SimulatedVenue",
     "Simulator",
     "demo_setup",
     "json_response",
+    "polymarket_us_test_private_key_pem",
+    "polymarket_us_test_public_key_pem",
     "rate_limits_disabled",
     "reset_shared_state",
 ]

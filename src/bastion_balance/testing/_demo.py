@@ -13,6 +13,7 @@ __all__ = ["DEMO_MODULES", "demo_setup"]
 DEMO_MODULES: Final = (
     "_kraken",
     "_coinswitch",
+    "_polymarket_us",
     "_polymarket_retail",
     "_rails",
 )

@@ -10,7 +10,7 @@ import httpx
 
 from .._models import Balance, Holding
 from .._protocol import Flow
-from ..providers._common import now_utc
+from ..providers._common import now_utc, status_error
 
 __all__ = ["FakeProvider"]
 
@@ -20,7 +20,8 @@ class FakeProvider:
     """Returns ``Balance(total, available, currency)`` or raises ``error``; sends nothing.
 
     With ``url`` set it first sends one GET there (to exercise transports and faults) and
-    ignores the answer unless it is not 2xx, which raises ``error`` or an HTTP error.
+    ignores the answer unless it is not 2xx, which raises the library's error for that status
+    (so 5xx and 429 are retried like a real venue's).
     """
 
     label: str
@@ -38,7 +39,8 @@ class FakeProvider:
         if self.url is not None:
             response = yield httpx.Request("GET", self.url)
             assert response is not None  # noqa: S101  # the drivers always answer a request
-            response.raise_for_status()
+            if not response.is_success:
+                raise status_error(response, venue=self.venue, message="fake venue refused")
         if self.error is not None:
             raise self.error
         return Balance(
