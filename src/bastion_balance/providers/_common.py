@@ -7,7 +7,7 @@ for all of them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -16,6 +16,8 @@ from typing import Any, Final, NoReturn
 import httpx
 
 from .._decimal import AmountError, loads, to_decimal
+from .._protocol import Acquire, Effect, Throttle
+from .._state import RateLimiter, TokenCache
 from .._version import __version__
 from ..exceptions import (
     AuthenticationError,
@@ -29,12 +31,14 @@ from ..exceptions import (
 __all__ = [
     "USER_AGENT",
     "NoPickle",
+    "cached_token",
     "check_base_url",
     "credential",
     "decode_object",
     "extra_figures",
     "label_or",
     "now_utc",
+    "parse_bearer_token",
     "retry_after_seconds",
     "status_error",
 ]
@@ -184,3 +188,72 @@ def extra_figures(result: Mapping[str, Any], *, skip: set[str]) -> dict[str, Dec
         except AmountError:
             continue
     return figures
+
+
+def parse_bearer_token(response: httpx.Response, *, venue: str, default_lifetime: float) -> tuple[str, float]:
+    """``(access_token, lifetime in seconds)`` of an OAuth2-style token answer (status checked).
+
+    A missing ``expires_in`` means ``default_lifetime``; a token that is empty or has spaces, a
+    ``token_type`` other than Bearer, and a lifetime that is not a positive number are refused.
+    The token itself never appears in an error.
+    """
+    payload = decode_object(response, venue=venue)
+    token = payload.get("access_token")
+    if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
+        msg = "the token answer has no usable access_token"
+        raise UnexpectedResponseError(msg, venue=venue, field="$.access_token", value="<hidden>")
+    kind = payload.get("token_type", "Bearer")
+    if not isinstance(kind, str) or kind.lower() != "bearer":
+        msg = "the token answer is not a bearer token"
+        raise UnexpectedResponseError(msg, venue=venue, field="$.token_type", value=kind)
+    expires = payload.get("expires_in")
+    if expires is None:
+        return token, default_lifetime
+    try:
+        lifetime = to_decimal(expires)
+    except AmountError:
+        lifetime = Decimal(0)
+    if lifetime <= 0:
+        msg = "expires_in is not a positive number of seconds"
+        raise UnexpectedResponseError(msg, venue=venue, field="$.expires_in", value=expires)
+    return token, float(lifetime)  # float-ok: a lifetime in seconds, not money
+
+
+def cached_token(
+    cache: TokenCache,
+    *,
+    margin: float,
+    request: Callable[[], httpx.Request],
+    parse: Callable[[httpx.Response], tuple[str, float]],
+    limiter: RateLimiter | None = None,
+) -> Generator[Effect, httpx.Response | None, tuple[str, bool]]:
+    """Sub-flow: a bearer token valid ``margin`` more seconds, and whether it came from the cache.
+
+    Only one fetch per credential asks for a token at a time: the others wait for the cache's
+    refresh lock and then find the new token (the look after taking the lock is what makes a
+    hundred concurrent fetches cost one token request). ``limiter`` throttles token requests;
+    it is asked while the lock is held, so only a fetch that really needs a token spends the
+    budget, and a ``RateLimitedError`` from the token endpoint marks it as spent.
+    """
+    token = cache.get(margin)
+    if token is not None:
+        return token, True
+    yield Acquire(cache.refresh_lock)
+    try:
+        token = cache.get(margin)  # another fetch may have refreshed it while we waited
+        if token is not None:
+            return token, True
+        if limiter is not None:
+            yield Throttle(limiter)
+        response = yield request()
+        assert response is not None  # noqa: S101  # the drivers always answer a request
+        try:
+            token, lifetime = parse(response)
+        except RateLimitedError:
+            if limiter is not None:
+                limiter.drain(limiter.capacity)
+            raise
+        cache.store(token, lifetime)
+        return token, False
+    finally:
+        cache.refresh_lock.release()

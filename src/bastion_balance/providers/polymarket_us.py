@@ -17,7 +17,6 @@ camelCase and snake_case bodies are both accepted.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 import uuid
@@ -33,9 +32,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from .._convert import structure
-from .._decimal import AmountError, exact_sum, to_decimal
+from .._decimal import exact_sum
 from .._models import Balance, Holding
-from .._protocol import Acquire, Effect, Flow, Throttle
+from .._protocol import Effect, Flow, Throttle
 from .._state import TokenCache, shared_state
 from ..exceptions import (
     AuthenticationError,
@@ -48,12 +47,14 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    cached_token,
     check_base_url,
     credential,
     decode_object,
     extra_figures,
     label_or,
     now_utc,
+    parse_bearer_token,
     retry_after_seconds,
     status_error,
 )
@@ -70,7 +71,6 @@ __all__ = [
     "token_error",
 ]
 
-logger = logging.getLogger("bastion_balance")
 
 VENUE: Final = "polymarket_us"
 BALANCE_PATH: Final = "/v1/positions/balance"
@@ -443,28 +443,7 @@ class PolymarketUS(NoPickle):
         """``(access token, lifetime in seconds)`` from the token answer, or the error it means."""
         if response.status_code != 200:
             raise token_error(response)
-        payload = decode_object(response, venue=VENUE)
-        token = payload.get("access_token")
-        if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
-            msg = "the token answer has no usable access_token"
-            raise UnexpectedResponseError(
-                msg, venue=VENUE, field="$.access_token", value=type(token).__name__
-            )
-        kind = payload.get("token_type", "Bearer")
-        if not isinstance(kind, str) or kind.lower() != "bearer":
-            msg = "the token answer is not a bearer token"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.token_type", value=kind)
-        expires = payload.get("expires_in")
-        if expires is None:
-            return token, DEFAULT_TOKEN_LIFETIME
-        try:
-            lifetime = to_decimal(expires)
-        except AmountError:
-            lifetime = Decimal(0)
-        if lifetime <= 0:
-            msg = "expires_in is not a positive number of seconds"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.expires_in", value=expires)
-        return token, float(lifetime)  # float-ok: a lifetime in seconds, not money
+        return parse_bearer_token(response, venue=VENUE, default_lifetime=DEFAULT_TOKEN_LIFETIME)
 
     def build_request(self, token: str) -> httpx.Request:
         """The balance request for ``account`` in ``currency``, authorised by bearer ``token``."""
@@ -510,23 +489,14 @@ class PolymarketUS(NoPickle):
 
     def _token(self, cache: TokenCache) -> Generator[Effect, httpx.Response | None, tuple[str, bool]]:
         """A bearer token: ``(token, came from the cache)``; only one fetch asks Auth0 at a time."""
-        token = cache.get(TOKEN_MARGIN)
-        if token is not None:
-            return token, True
-        yield Acquire(cache.refresh_lock)
-        try:
-            token = cache.get(TOKEN_MARGIN)  # another fetch may have refreshed it meanwhile
-            if token is not None:
-                return token, True
-            request = self.build_token_request(self.clock() // 10**9, str(uuid.uuid4()))
-            response = yield request
-            assert response is not None  # noqa: S101  # the drivers always answer a request
-            token, lifetime = self.parse_token_response(response)
-            cache.store(token, lifetime)
-            logger.debug("%s: new bearer token, valid %.0fs", self.label, lifetime)
-            return token, False
-        finally:
-            cache.refresh_lock.release()
+        return (
+            yield from cached_token(
+                cache,
+                margin=TOKEN_MARGIN,
+                request=lambda: self.build_token_request(self.clock() // 10**9, str(uuid.uuid4())),
+                parse=self.parse_token_response,
+            )
+        )
 
     def balance_flow(self) -> Flow:
         """Get a bearer token (cached, refreshed once), throttle per firm, send, parse.

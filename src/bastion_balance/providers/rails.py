@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, Literal, final
 
@@ -23,25 +23,26 @@ import attrs
 import httpx
 
 from .._convert import structure
-from .._decimal import AmountError, loads, to_decimal
+from .._decimal import loads
 from .._models import Balance, Holding
-from .._protocol import Acquire, Effect, Flow, Throttle
-from .._state import SharedState, shared_state
+from .._protocol import Flow
+from .._state import shared_state
 from ..exceptions import (
     ConfigurationError,
     ExchangeAPIError,
-    RateLimitedError,
     UnexpectedResponseError,
 )
 from ._common import (
     USER_AGENT,
     NoPickle,
+    cached_token,
     check_base_url,
     credential,
     decode_object,
     extra_figures,
     label_or,
     now_utc,
+    parse_bearer_token,
     status_error,
 )
 
@@ -252,24 +253,7 @@ class Rails(NoPickle):
         """``(access_token, lifetime in seconds)`` from a token answer, or the error it means."""
         if response.status_code != 200:
             raise rails_error(response, endpoint="token")
-        payload = decode_object(response, venue=VENUE)
-        token = payload.get("access_token")
-        if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
-            msg = "the token answer has no usable access_token"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.access_token", value="<hidden>")
-        token_type = payload.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            msg = "the token answer is not a bearer token"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.token_type", value=token_type)
-        lifetime = payload.get("expires_in", DOCUMENTED_LIFETIME)
-        try:
-            seconds = to_decimal(lifetime)
-        except AmountError:
-            seconds = Decimal(-1)
-        if seconds <= 0:
-            msg = "expires_in is not a positive number of seconds"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.expires_in", value=lifetime)
-        return token, float(seconds)  # float-ok: a lifetime in seconds, not money
+        return parse_bearer_token(response, venue=VENUE, default_lifetime=DOCUMENTED_LIFETIME)
 
     def build_request(self, token: str) -> httpx.Request:
         """``GET {base_url}/api/v1/balances[?market=...]`` with ``Authorization: Bearer``."""
@@ -318,30 +302,6 @@ class Rails(NoPickle):
             holdings[name] = Holding(currency=CURRENCY, total=market.margin, available=None)
         return holdings
 
-    def _token_flow(self, state: SharedState) -> Generator[Effect, httpx.Response | None, tuple[str, bool]]:
-        """Yield what it takes to get a usable token; return it and whether it is new."""
-        cached = state.token.get(margin=TOKEN_MARGIN)
-        if cached is not None:
-            return cached, False
-        yield Acquire(state.token.refresh_lock)
-        try:
-            cached = state.token.get(margin=TOKEN_MARGIN)
-            if cached is not None:
-                return cached, False  # another fetch refreshed it while we waited
-            limiter = state.limiter("token", *TOKEN_LIMIT)
-            yield Throttle(limiter)
-            response = yield self.build_token_request()
-            assert response is not None  # noqa: S101  # the drivers always answer a request
-            try:
-                token, lifetime = self.parse_token_response(response)
-            except RateLimitedError:
-                limiter.drain(limiter.capacity)
-                raise
-            state.token.store(token, lifetime)
-            return token, True
-        finally:
-            state.token.refresh_lock.release()
-
     def balance_flow(self) -> Flow:
         """Get a token (cached, refreshed once per credential), fetch the balances, parse.
 
@@ -353,12 +313,18 @@ class Rails(NoPickle):
         """
         state = shared_state(VENUE, self.auth_url, self.api_key)
         for attempt in range(2):
-            token, fresh = yield from self._token_flow(state)
+            token, cached = yield from cached_token(
+                state.token,
+                margin=TOKEN_MARGIN,
+                request=self.build_token_request,
+                parse=self.parse_token_response,
+                limiter=state.limiter("token", *TOKEN_LIMIT),
+            )
             response = yield self.build_request(token)
             assert response is not None  # noqa: S101  # the drivers always answer a request
             if response.status_code == 401:
                 state.token.invalidate(token)
-                if not (fresh or attempt):
+                if cached and not attempt:
                     continue
             return self.parse_response(response)
         raise AssertionError("unreachable")  # pragma: no cover
