@@ -41,6 +41,8 @@ from .providers import CLASS_NAMES as _CLASS_NAMES
 from .providers import provider_class as _provider_class
 
 if _TYPE_CHECKING:
+    from .providers.binance import BinanceFutures
+    from .providers.bybit import Bybit
     from .providers.coinswitch import CoinSwitch
     from .providers.kraken import Kraken
     from .providers.polymarket_retail import PolymarketUSRetail
@@ -64,6 +66,8 @@ __all__ = [
     "dumps",
     "fetch_balance",
     # venues
+    "Bybit",
+    "BinanceFutures",
     "PolymarketUS",
     "PolymarketUSRetail",
     "CoinSwitch",

@@ -388,4 +388,3 @@ def test_cassette_replay() -> None:
             balance = client.fetch(kraken())
     assert balance.total == Decimal("382.2032")
     assert balance.extra["eb"] == Decimal("1101.3425")
-

@@ -22,6 +22,8 @@ PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
         "coinswitch": "coinswitch:CoinSwitch",
         "polymarket_us_retail": "polymarket_retail:PolymarketUSRetail",
         "polymarket_us": "polymarket_us:PolymarketUS",
+        "binance": "binance:BinanceFutures",
+        "bybit": "bybit:Bybit",
     }
 )
 

@@ -17,6 +17,8 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _state
+from ._binance import BINANCE_RECORDED_ACCOUNT, BINANCE_TEST_KEY, BINANCE_TEST_SECRET, SimulatedBinance
+from ._bybit import BYBIT_RECORDED_WALLET, BYBIT_TEST_KEY, BYBIT_TEST_SECRET, SimulatedBybit
 from ._coinswitch import (
     COINSWITCH_DOCUMENTED_DATA,
     COINSWITCH_TEST_KEY,
@@ -53,6 +55,12 @@ from ._rails import RAILS_DOCUMENTED_BALANCES, RAILS_TEST_API_KEY, RAILS_TEST_AP
 from ._simulator import SimulatedVenue, Simulator, json_response
 
 __all__ = [
+    "BINANCE_RECORDED_ACCOUNT",
+    "BINANCE_TEST_KEY",
+    "BINANCE_TEST_SECRET",
+    "BYBIT_RECORDED_WALLET",
+    "BYBIT_TEST_KEY",
+    "BYBIT_TEST_SECRET",
     "COINSWITCH_DOCUMENTED_DATA",
     "COINSWITCH_TEST_KEY",
     "COINSWITCH_TEST_SECRET",
@@ -75,6 +83,8 @@ __all__ = [
     "RAILS_TEST_API_KEY",
     "RAILS_TEST_API_SECRET",
     "RecordedRequest",
+    "SimulatedBinance",
+    "SimulatedBybit",
     "SimulatedCoinSwitch",
     "SimulatedKraken",
     "SimulatedPolymarketRetail",

@@ -11,6 +11,8 @@ __all__ = ["DEMO_MODULES", "demo_setup"]
 
 #: Simulator modules, in the order the demo lists them; each has ``demo_pair()``.
 DEMO_MODULES: Final = (
+    "_binance",
+    "_bybit",
     "_kraken",
     "_coinswitch",
     "_polymarket_us",
