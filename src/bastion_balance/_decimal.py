@@ -35,15 +35,23 @@ class AmountError(ValueError):
         self.value = value
 
 
-def _check_range(number: Decimal, original: object) -> Decimal:
+def _check_range(number: Decimal, original: object, *, short: bool = False) -> Decimal:
+    """``number`` if finite and within the digit and exponent limits.
+
+    ``short`` says the text it came from had at most MAX_DIGITS characters, so it cannot hold
+    more significant digits than that (the common case, checked without building a tuple).
+    """
     if not number.is_finite():
         raise AmountError("not a finite number", original)
-    _, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)  # noqa: S101  # finite, checked above
-    significant = "".join(map(str, digits)).strip("0")
-    if len(significant) > MAX_DIGITS:
-        raise AmountError(f"more than {MAX_DIGITS} significant digits", original)
-    scale = number.adjusted() if significant else exponent
+    if short and number:
+        scale = number.adjusted()
+    else:
+        _, digits, exponent = number.as_tuple()
+        assert isinstance(exponent, int)  # noqa: S101  # finite, checked above
+        significant = "".join(map(str, digits)).strip("0")
+        if len(significant) > MAX_DIGITS:
+            raise AmountError(f"more than {MAX_DIGITS} significant digits", original)
+        scale = number.adjusted() if significant else exponent
     if not -MAX_ADJUSTED_EXPONENT <= scale <= MAX_ADJUSTED_EXPONENT:
         raise AmountError("exponent out of range", original)
     return number
@@ -64,7 +72,7 @@ def to_decimal(value: object) -> Decimal:
             if value == "":
                 raise AmountError("empty string", value)
             raise AmountError("not a plain decimal number", value)
-        return _check_range(Decimal(value), value)
+        return _check_range(Decimal(value), value, short=len(value) <= MAX_DIGITS)
     if isinstance(value, float):
         raise AmountError("a binary float is not an exact amount", value)
     if value is None:
