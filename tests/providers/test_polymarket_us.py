@@ -123,7 +123,7 @@ def client_for(sim: Simulator) -> bb.BalanceClient:
 
 
 def token_cache() -> _state.TokenCache:
-    return _state.shared_state("polymarket_us", AUTH_URL, POLYMARKET_US_TEST_CLIENT_ID).token
+    return _state.shared_state("polymarket_us", AUTH_URL, f"{POLYMARKET_US_TEST_CLIENT_ID} {API_URL}").token
 
 
 def frozen_firm_limiter() -> _state.RateLimiter:
@@ -1238,3 +1238,15 @@ def test_cassette_is_scrubbed() -> None:
     assert POLYMARKET_US_TEST_PARTICIPANT_ID not in text
     assert text.count(SCRUBBED) >= 5
     assert "Bearer" not in text.replace('"token_type": "Bearer"', "")
+
+
+def test_token_cache_is_per_audience() -> None:
+    """A cached token serves its own audience only: another audience asks for a new one."""
+    with client_for(Simulator(SimulatedPolymarketUS())) as client:
+        client.fetch(pm())
+    same = pm().balance_flow()
+    other = pm(audience="https://other.example").balance_flow()
+    assert isinstance(next(same), Throttle)  # token from the cache: straight to the call
+    assert isinstance(next(other), Acquire)  # no token for this audience yet
+    same.close()
+    other.close()

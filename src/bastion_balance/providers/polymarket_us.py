@@ -504,7 +504,8 @@ class PolymarketUS(NoPickle):
         A ``401`` (gRPC 16) on a token from the cache drops it, fetches a new one and retries
         once; any other failure is raised.
         """
-        cache = shared_state(VENUE, self.auth_url, self.client_id).token
+        # A token is good for one client and one audience: both key the cache.
+        cache = shared_state(VENUE, self.auth_url, f"{self.client_id} {self.audience}").token
         limiter = shared_state(VENUE, self.base_url, "firm:" + self.firm).limiter("firm", *FIRM_LIMIT)
         token, cached = yield from self._token(cache)
         while True:
