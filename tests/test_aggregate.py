@@ -249,6 +249,23 @@ class TestModels:
         with pytest.raises(TypeError):
             balance.extra["eb"] = Decimal(3)  # type: ignore[index]
 
+    def test_portfolio_pickles_and_copies(self) -> None:
+        """A Portfolio (balances, errors, read-only mappings) survives pickle and deepcopy."""
+        import copy
+
+        portfolio = bb.aggregate(
+            [
+                FakeProvider(label="a", total=Decimal("1.50"), breakdown={"x": bb.Holding(currency="BTC")}),
+                FakeProvider(label="b", error=bb.AuthenticationError("no", venue="v", code=7)),
+            ]
+        )
+        for again in (pickle.loads(pickle.dumps(portfolio)), copy.deepcopy(portfolio)):  # noqa: S301
+            assert again.balances == portfolio.balances
+            assert again.total_usd == Decimal("1.50")
+            assert again.errors["b"].code == 7  # type: ignore[attr-defined]
+            with pytest.raises(TypeError, match="read-only"):
+                again.balances["a"].breakdown.pop("x")  # type: ignore[attr-defined]
+
     def test_dumps_refuses_floats_and_unknowns(self) -> None:
         """dumps writes Decimals as numbers and refuses floats and unknown objects."""
         assert bb.dumps({"a": [Decimal("1.10"), None, True, "é"]}, indent=1) == (

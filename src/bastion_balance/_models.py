@@ -6,8 +6,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -15,13 +14,31 @@ from ._decimal import exact_mul, exact_sum
 
 __all__ = ["Balance", "Holding", "Portfolio", "dumps"]
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+class FrozenDict(dict[str, Any]):
+    """A read-only dict: the mappings of the models. Unlike ``MappingProxyType`` it pickles
+    and copies, so balances and portfolios can cross process boundaries and caches."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_args: object, **_kwargs: object) -> NoReturn:
+        msg = f"{type(self).__name__} is read-only"
+        raise TypeError(msg)
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+_EMPTY: Mapping[str, Any] = FrozenDict()
 
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(value, MappingProxyType):
+    if isinstance(value, FrozenDict):
         return value
-    return MappingProxyType(dict(value))
+    return FrozenDict(value)
 
 
 def _aware_utc(_instance: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
