@@ -1,0 +1,60 @@
+"""Checked by mypy --strict in CI (never run): the public API's types as users see them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, assert_type
+
+import httpx
+
+import bastion_balance as bb
+
+
+def sync_use(kraken: bb.Kraken, http: httpx.Client) -> None:
+    balance = bb.fetch_balance(kraken, client=http, timeout=5.0)
+    assert_type(balance, bb.Balance)
+    assert_type(balance.total, Decimal)
+    assert_type(balance.available, Decimal)
+    assert_type(balance.wallet, Decimal | None)
+    assert_type(balance.breakdown, Mapping[str, bb.Holding])
+    assert_type(balance.extra, Mapping[str, Decimal])
+    assert_type(balance.fetched_at, datetime)
+    portfolio = bb.aggregate([kraken], rates={"EUR": Decimal("1.08")}, strict=False)
+    assert_type(portfolio, bb.Portfolio)
+    assert_type(portfolio.total_usd, Decimal)
+    assert_type(portfolio.available_margin_usd, Decimal)
+    assert_type(portfolio.complete, bool)
+    assert_type(portfolio.errors, Mapping[str, Exception])
+    assert_type(portfolio.to_bastion(), dict[str, Any])
+    assert_type(bb.dumps(portfolio.to_bastion()), str)
+    with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
+        assert_type(client.fetch(kraken), bb.Balance)
+
+
+async def async_use(providers: list[bb.BalanceProvider]) -> None:
+    async with bb.AsyncBalanceClient() as client:
+        assert_type(await client.aggregate(providers), bb.Portfolio)
+    assert_type(await bb.afetch_balance(providers[0]), bb.Balance)
+    assert_type(await bb.aaggregate(providers, timeout=3.0), bb.Portfolio)
+
+
+def every_venue_is_a_provider() -> list[bb.BalanceProvider]:
+    return [
+        bb.Kraken(api_key="k", api_secret="s"),
+        bb.CoinSwitch(api_key="k", api_secret="s"),
+        bb.PolymarketUS(client_id="c", private_key="pem", participant_id="p", account="a"),
+        bb.PolymarketUSRetail(key_id="k", secret_key="s"),
+        bb.Rails(api_key="k", api_secret="s"),
+        bb.BinanceFutures(api_key="k", api_secret="s"),
+        bb.Bybit(api_key="k", api_secret="s"),
+    ]
+
+
+def errors(exc: bb.BastionBalanceError) -> None:
+    if isinstance(exc, bb.RateLimitedError):
+        assert_type(exc.retry_after, float | None)
+    if isinstance(exc, bb.ExchangeAPIError):
+        assert_type(exc.code, str | int | None)
+        assert_type(exc.status_code, int | None)
