@@ -7,7 +7,7 @@ for all of them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -17,7 +17,7 @@ import httpx
 
 from .._decimal import AmountError, loads, to_decimal
 from .._protocol import Acquire, Effect, Throttle
-from .._state import RateLimiter, TokenCache
+from .._state import RateLimiter, TokenCache, set_clock_offset
 from .._version import __version__
 from ..exceptions import (
     AuthenticationError,
@@ -37,7 +37,10 @@ __all__ = [
     "decode_object",
     "extra_figures",
     "label_or",
+    "measure_clock_offset",
+    "milliseconds",
     "now_utc",
+    "one_of",
     "parse_bearer_token",
     "retry_after_seconds",
     "status_error",
@@ -257,3 +260,40 @@ def cached_token(
         return token, False
     finally:
         cache.refresh_lock.release()
+
+
+def one_of(value: object, options: Iterable[str], *, venue: str, name: str) -> str:
+    """``value`` if it is one of ``options`` (a setting such as ``environment``), else ConfigurationError."""
+    choices = list(options)
+    if not isinstance(value, str) or value not in choices:
+        msg = f"{venue}: {name} must be one of {', '.join(choices)}, got {value!r}"
+        raise ConfigurationError(msg)
+    return value
+
+
+def milliseconds(value: object, *, venue: str, name: str, most: int) -> int:
+    """``value`` if it is a whole number of milliseconds in ``1..most``, else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
+        msg = f"{venue}: {name} must be an integer of milliseconds in 1..{most}, got {value!r}"
+        raise ConfigurationError(msg)
+    return value
+
+
+def measure_clock_offset(
+    venue: str,
+    base_url: str,
+    *,
+    now_ms: Callable[[], int],
+    request: httpx.Request,
+    parse: Callable[[httpx.Response], int],
+) -> Generator[Effect, httpx.Response | None, None]:
+    """Sub-flow: read the venue's server time once and keep the offset for ``base_url``.
+
+    Decisions 8 and 19: done lazily, after the venue refused a timestamp. The offset is the
+    server's time minus the midpoint of the local clock around the request.
+    """
+    sent = now_ms()
+    answer = yield request
+    assert answer is not None  # noqa: S101  # the drivers always answer a request
+    server = parse(answer)
+    set_clock_offset(venue, base_url, server - (sent + now_ms()) // 2)

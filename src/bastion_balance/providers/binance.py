@@ -27,10 +27,9 @@ from .._convert import structure
 from .._decimal import AmountError, to_decimal
 from .._models import Balance, Holding
 from .._protocol import Flow, Throttle
-from .._state import RateLimiter, clock_offset, set_clock_offset, shared_state
+from .._state import RateLimiter, clock_offset, shared_state
 from ..exceptions import (
     AuthenticationError,
-    ConfigurationError,
     ExchangeAPIError,
     RateLimitedError,
     ServiceUnavailableError,
@@ -44,7 +43,10 @@ from ._common import (
     decode_object,
     extra_figures,
     label_or,
+    measure_clock_offset,
+    milliseconds,
     now_utc,
+    one_of,
     retry_after_seconds,
     status_error,
 )
@@ -202,17 +204,11 @@ def _base_url(value: str | None) -> str:
 
 
 def _environment(value: object) -> str:
-    if value not in ENVIRONMENTS:
-        msg = f"binance: environment must be one of {', '.join(ENVIRONMENTS)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return str(value)
+    return one_of(value, ENVIRONMENTS, venue=VENUE, name="environment")
 
 
 def _recv_window(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_RECV_WINDOW:
-        msg = f"binance: recv_window must be an integer of milliseconds in 1..59999, got {value!r}"
-        raise ConfigurationError(msg)
-    return value
+    return milliseconds(value, venue=VENUE, name="recv_window", most=MAX_RECV_WINDOW - 1)
 
 
 def stale(row: _Asset) -> bool:
@@ -362,10 +358,16 @@ class BinanceFutures(NoPickle):
                 if attempt or exc.code != -1021:
                     raise
             yield Throttle(limiter, SERVER_TIME_WEIGHT)
-            sent = self.now_ms()
-            answer = yield self.server_time_request()
-            assert answer is not None  # noqa: S101  # the drivers always answer a request
-            self._note_weight(limiter, answer)
-            server = self.parse_server_time(answer)
-            set_clock_offset(VENUE, self.base_url, server - (sent + self.now_ms()) // 2)
+
+            def server_time(answer: httpx.Response) -> int:
+                self._note_weight(limiter, answer)
+                return self.parse_server_time(answer)
+
+            yield from measure_clock_offset(
+                VENUE,
+                self.base_url,
+                now_ms=self.now_ms,
+                request=self.server_time_request(),
+                parse=server_time,
+            )
         raise AssertionError("unreachable")  # pragma: no cover

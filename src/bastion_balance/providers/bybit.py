@@ -24,10 +24,9 @@ from .._convert import structure
 from .._decimal import AmountError, to_decimal
 from .._models import Balance, Holding
 from .._protocol import Flow, Throttle
-from .._state import RateLimiter, clock_offset, set_clock_offset, shared_state
+from .._state import RateLimiter, clock_offset, shared_state
 from ..exceptions import (
     AuthenticationError,
-    ConfigurationError,
     ExchangeAPIError,
     RateLimitedError,
     ServiceUnavailableError,
@@ -41,7 +40,10 @@ from ._common import (
     decode_object,
     extra_figures,
     label_or,
+    measure_clock_offset,
+    milliseconds,
     now_utc,
+    one_of,
     retry_after_seconds,
     status_error,
 )
@@ -225,24 +227,15 @@ def _base_url(value: str | None) -> str:
 
 
 def _environment(value: object) -> str:
-    if value not in ENVIRONMENTS:
-        msg = f"bybit: environment must be one of {', '.join(ENVIRONMENTS)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return str(value)
+    return one_of(value, ENVIRONMENTS, venue=VENUE, name="environment")
 
 
 def _account_type(value: object) -> str:
-    if value not in ACCOUNT_TYPES:
-        msg = f"bybit: account_type must be one of {', '.join(ACCOUNT_TYPES)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return str(value)
+    return one_of(value, ACCOUNT_TYPES, venue=VENUE, name="account_type")
 
 
 def _recv_window(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 60_000:
-        msg = f"bybit: recv_window must be an integer of milliseconds in 1..60000, got {value!r}"
-        raise ConfigurationError(msg)
-    return value
+    return milliseconds(value, venue=VENUE, name="recv_window", most=60_000)
 
 
 def _empty(value: object) -> bool:
@@ -394,11 +387,13 @@ class Bybit(NoPickle):
             except AuthenticationError as exc:
                 if attempt or exc.code != 10002:
                     raise
-            sent = self.now_ms()
-            answer = yield self.server_time_request()
-            assert answer is not None  # noqa: S101  # the drivers always answer a request
-            server = self.parse_server_time(answer)
-            set_clock_offset(VENUE, self.base_url, server - (sent + self.now_ms()) // 2)
+            yield from measure_clock_offset(
+                VENUE,
+                self.base_url,
+                now_ms=self.now_ms,
+                request=self.server_time_request(),
+                parse=self.parse_server_time,
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -41,6 +41,7 @@ from ._common import (
     extra_figures,
     label_or,
     now_utc,
+    one_of,
     status_error,
 )
 
@@ -202,10 +203,7 @@ def _base_url(value: str | None) -> str:
 
 
 def _tier(value: object) -> str:
-    if value not in TIERS:
-        msg = f"kraken: tier must be one of {', '.join(TIERS)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return str(value)
+    return one_of(value, TIERS, venue=VENUE, name="tier")
 
 
 def _asset(value: object) -> str:

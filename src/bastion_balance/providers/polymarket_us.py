@@ -54,6 +54,7 @@ from ._common import (
     extra_figures,
     label_or,
     now_utc,
+    one_of,
     parse_bearer_token,
     retry_after_seconds,
     status_error,
@@ -331,10 +332,7 @@ def _currency(value: object) -> str:
 
 
 def _environment(value: object) -> str:
-    if value not in ENVIRONMENTS:
-        msg = f"{VENUE}: environment must be one of {', '.join(ENVIRONMENTS)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return str(value)
+    return one_of(value, ENVIRONMENTS, venue=VENUE, name="environment")
 
 
 def _label(value: str | None) -> str:

@@ -42,6 +42,7 @@ from ._common import (
     extra_figures,
     label_or,
     now_utc,
+    one_of,
     parse_bearer_token,
     status_error,
 )
@@ -161,10 +162,7 @@ def _label(value: str | None) -> str:
 
 
 def _environment(value: object) -> str:
-    if not isinstance(value, str) or value not in ENVIRONMENTS:
-        msg = f"rails: environment must be one of {', '.join(ENVIRONMENTS)}, got {value!r}"
-        raise ConfigurationError(msg)
-    return value
+    return one_of(value, ENVIRONMENTS, venue=VENUE, name="environment")
 
 
 def _base_url(value: str | None) -> str:
