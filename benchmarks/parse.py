@@ -1,6 +1,6 @@
 """Parse cost: bytes -> Balance against json.loads(bytes, parse_float=Decimal), side by side.
 
-PRODUCT.md Decisions 18: the target is a ratio <= 2.0. Both sides run interleaved in one
+docs/decisions.md §18: the target is a ratio <= 2.0. Both sides run interleaved in one
 process on the same bytes (each venue's demo answer, captured from the simulators), and the
 best of several rounds is kept, so a noisy shared machine affects both alike.
 

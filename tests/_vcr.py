@@ -17,7 +17,7 @@ import vcr
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 RECORDING = os.environ.get("BASTION_RECORD") == "1"
 
-#: Every credential header any venue uses (PRODUCT.md: scrubbed in cassettes).
+#: Every credential header any venue uses (docs/reliability.md, 'Secrets': scrubbed in cassettes).
 CREDENTIAL_HEADERS = (
     "API-Key",
     "API-Sign",

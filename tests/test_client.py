@@ -17,7 +17,7 @@ import pytest
 import bastion_balance as bb
 from bastion_balance import _state
 from bastion_balance._logging import RedactingFilter, install_redaction, redact
-from bastion_balance._protocol import Acquire, Flow, Throttle
+from bastion_balance._protocol import Acquire, Flow, Release, Throttle
 from bastion_balance.providers.kraken import Kraken
 from bastion_balance.testing import (
     KRAKEN_TEST_KEY,
@@ -272,8 +272,10 @@ class TestFlowContract:
             fetch(Wrong(), Simulator())
 
     def test_lock_released_when_flow_fails(self, fetch: Callable[..., bb.Balance]) -> None:
-        """A lock taken through Acquire is released however the flow ends."""
-        lock = threading.Lock()
+        """A turn taken through Acquire is released by the driver however the flow ends; the
+        flow itself releases nothing."""
+        lock = _state.Turn()
+        early = _state.Turn()
 
         @attrs.frozen
         class Locking:
@@ -282,20 +284,22 @@ class TestFlowContract:
 
             def balance_flow(self) -> Flow:
                 yield Throttle(_state.RateLimiter(5, 5))
+                yield Acquire(early)
+                yield Release(early)
+                assert not early.locked()
                 yield Acquire(lock)
-                try:
-                    yield httpx.Request("GET", "https://nowhere.invalid/")
-                finally:
-                    lock.release()
+                assert lock.locked()
+                yield httpx.Request("GET", "https://nowhere.invalid/")
                 raise AssertionError
 
         with pytest.raises(bb.TransportError):
             fetch(Locking(), Simulator(), retry=bb.NO_RETRY)
         assert not lock.locked()
+        assert not early.locked()
 
     def test_async_lock_wait_does_not_block_loop(self) -> None:
         """While one task waits for a held lock, other tasks on the loop keep running."""
-        lock = threading.Lock()
+        lock = _state.Turn()
         lock.acquire()
         ticks: list[int] = []
 
@@ -306,7 +310,6 @@ class TestFlowContract:
 
             def balance_flow(self) -> Flow:
                 yield Acquire(lock)
-                lock.release()
                 return bb.Balance(
                     label="l",
                     exchange="l",

@@ -42,7 +42,7 @@ def test_unknown_attribute() -> None:
 
 
 def test_import_is_cheap() -> None:
-    """import bastion_balance loads no venue module and no signing library (Decisions 16)."""
+    """import bastion_balance loads no venue module and no signing library (docs/decisions.md §16)."""
     code = (
         "import sys, bastion_balance\n"
         "heavy = [m for m in ('cryptography', 'jwt', 'rich', 'bastion_balance.providers.kraken',"

@@ -123,14 +123,20 @@ def fetch_fails(
 
 
 class TestTimeouts:
-    def test_delay_past_timeout(self, driver: Driver, server: LoopbackServer) -> None:
-        """A server that sits on the request past the timeout ends in DeadlineExceededError on time."""
+    def test_delay_past_timeout(
+        self, driver: Driver, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A server that sits on the request past the timeout ends in DeadlineExceededError on
+        time; the key's turn comes back once the abandoned request's grace has passed."""
+        monkeypatch.setattr("bastion_balance._client.ABANDON_GRACE", 1.0)
         server.script(Fault.delay(3))
 
         _, elapsed = fetch_fails(driver, kraken(server), bb.DeadlineExceededError, timeout=0.4)
 
         assert elapsed < 0.4 + 1
+        started = time.monotonic()
         assert TOTAL == str(driver.fetch(kraken(server)).total)  # the key's turn was given back
+        assert 0.3 < time.monotonic() - started < 3
 
     @pytest.mark.parametrize("mode", ["sync", "async"])
     def test_slow_drip_past_deadline(self, mode: str, server: LoopbackServer) -> None:

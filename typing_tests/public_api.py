@@ -58,3 +58,30 @@ def errors(exc: bb.BastionBalanceError) -> None:
     if isinstance(exc, bb.ExchangeAPIError):
         assert_type(exc.code, str | int | None)
         assert_type(exc.status_code, int | None)
+    if isinstance(exc, bb.ServiceUnavailableError):
+        assert_type(exc.retry_after, float | None)
+
+
+def strict_use(providers: list[bb.BalanceProvider]) -> bb.Portfolio | None:
+    try:
+        return bb.aggregate(providers, strict=True)
+    except bb.AggregateError as group:
+        assert_type(group.errors, Mapping[str, Exception])
+        assert_type(group.portfolio, bb.Portfolio | None)
+        assert_type(group.exceptions, tuple[Exception | ExceptionGroup[Exception], ...])
+        transport, _rest = group.split(bb.TransportError)
+        if transport is not None:
+            assert_type(transport.errors, Mapping[str, Exception])
+        return group.portfolio
+
+
+def checked_settings() -> bb.RetryPolicy:
+    return bb.RetryPolicy(attempts=3, backoff=0.5, max_backoff=4.0)
+
+
+def dumped(portfolio: bb.Portfolio) -> str:
+    try:
+        return bb.dumps(portfolio.to_dict(), indent=2)
+    except bb.ConfigurationError as exc:
+        assert_type(exc.message, str)
+        raise

@@ -25,6 +25,7 @@ from ._protocol import BalanceProvider
 from ._retry import NO_RETRY, RetryPolicy
 from ._version import __version__
 from .exceptions import (
+    AggregateError,
     AuthenticationError,
     BastionBalanceError,
     ConfigurationError,
@@ -74,6 +75,7 @@ __all__ = [
     "Rails",
     "Kraken",
     # exceptions
+    "AggregateError",
     "AuthenticationError",
     "BastionBalanceError",
     "ConfigurationError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -11,15 +11,65 @@ from typing import Final, TypeVar
 from ._decimal import AmountError, to_decimal
 from ._models import Balance, Portfolio
 from ._protocol import BalanceProvider
-from .exceptions import ConfigurationError, MissingRateError
+from .exceptions import AggregateError, ConfigurationError, MissingRateError
 
-__all__ = ["DEFAULT_RATES", "build_portfolio", "check_labels", "normalize_rates"]
+__all__ = [
+    "DEFAULT_RATES",
+    "NO_ACCOUNTS",
+    "build_portfolio",
+    "check_labels",
+    "check_providers",
+    "normalize_rates",
+]
 
 DEFAULT_RATES: Final[Mapping[str, Decimal]] = MappingProxyType(
     {"USD": Decimal(1), "USDT": Decimal(1), "USDC": Decimal(1)}
 )
 
+#: The warning of a Portfolio built from no accounts at all (its total 0 is not a balance of 0).
+NO_ACCOUNTS: Final = "no accounts were given"
+
 P = TypeVar("P", bound=BalanceProvider)
+
+
+def check_providers(providers: object, *, function: str = "aggregate") -> list[BalanceProvider]:
+    """``providers`` as a list, once it is known to be a list (any iterable) of BalanceProviders
+    with distinct labels. ``function`` names the caller in the messages.
+
+    A single provider, a string, a mapping or anything that is not iterable is refused with a
+    ConfigurationError that says what to pass instead. Strings are never echoed: a misplaced
+    argument may be a secret.
+    """
+    if isinstance(providers, BalanceProvider):
+        venue = getattr(providers, "venue", None)
+        name = venue if isinstance(venue, str) and venue.isidentifier() else "provider"
+        msg = f"{function}() takes a list of providers, not one provider: e.g. {function}([{name}])"
+        raise ConfigurationError(msg)
+    if isinstance(providers, str | bytes | bytearray | memoryview):
+        msg = (
+            f"{function}() takes a list of provider objects, got a {type(providers).__name__}: "
+            f"build the provider first, e.g. {function}([bb.Kraken(api_key=..., api_secret=...)])"
+        )
+        raise ConfigurationError(msg)
+    if isinstance(providers, Mapping):
+        msg = (
+            f"{function}() takes a list of providers, got a {type(providers).__name__}: pass its "
+            f"providers, e.g. {function}(list(accounts.values())); each provider's label= names it"
+        )
+        raise ConfigurationError(msg)
+    if not isinstance(providers, Iterable):
+        msg = (
+            f"{function}() takes a list of providers, got {type(providers).__name__}: "
+            f"e.g. {function}([kraken, bybit])"
+        )
+        raise ConfigurationError(msg)
+    checked: list[BalanceProvider] = []
+    for provider in providers:
+        if not isinstance(provider, BalanceProvider):
+            msg = f"{provider!r} is not a BalanceProvider (needs label, venue, balance_flow())"
+            raise ConfigurationError(msg)
+        checked.append(provider)
+    return check_labels(checked)
 
 
 def check_labels(providers: Sequence[P]) -> list[P]:
@@ -38,17 +88,30 @@ def check_labels(providers: Sequence[P]) -> list[P]:
 
 
 def normalize_rates(rates: Mapping[str, object] | None) -> Mapping[str, Decimal]:
-    """Default rates overlaid with the caller's; every rate an exact, positive Decimal."""
+    """Default rates overlaid with the caller's; every rate an exact, positive Decimal.
+
+    Keys are upper-cased, as balances carry upper-case currency codes (``"usd"`` is ``USD``);
+    a key that is empty or holds whitespace, and two keys that name one currency, are refused.
+    """
     table = dict(DEFAULT_RATES)
     if rates is None:
         return table
     if not isinstance(rates, Mapping):
         msg = f"rates must be a mapping of currency -> Decimal, got {type(rates).__name__}"
         raise ConfigurationError(msg)
-    for currency, value in rates.items():
-        if not isinstance(currency, str) or not currency:
-            msg = f"rate keys are currency codes, got {currency!r}"
+    given: dict[str, str] = {}  # upper-cased code -> the caller's key
+    for key, value in rates.items():
+        if not isinstance(key, str) or not key or any(ch.isspace() for ch in key):
+            msg = f"rate keys are currency codes such as 'EUR' (no spaces), got {key!r}"
             raise ConfigurationError(msg)
+        currency = key.upper()
+        if currency in given:
+            msg = (
+                f"rates has both {given[currency]!r} and {key!r}, which name one currency "
+                f"({currency}): keep one of them"
+            )
+            raise ConfigurationError(msg)
+        given[currency] = key
         try:
             rate = to_decimal(value)
         except AmountError as exc:
@@ -72,12 +135,13 @@ def build_portfolio(
 
     A balance whose currency has no rate stays in ``balances``, is left out of the totals and
     gets a ``MissingRateError`` under its label. ``strict=True`` raises every error as one
-    ``ExceptionGroup``.
+    :class:`~bastion_balance.AggregateError` (an ``ExceptionGroup``) that carries this Portfolio.
+    No results at all still make a Portfolio (total 0, complete), with a warning saying so.
     """
     balances: dict[str, Balance] = {}
     errors: dict[str, Exception] = {}
     used: dict[str, Decimal] = {}
-    warnings: list[str] = []
+    warnings: list[str] = [] if results else [NO_ACCOUNTS]
     for label, result in results.items():
         if not isinstance(result, Balance):
             errors[label] = result
@@ -95,14 +159,15 @@ def build_portfolio(
             warnings.append(
                 f"{label}: the venue's totals leave out {', '.join(result.uncounted)} (see its breakdown)"
             )
-    if strict and errors:
-        failed = ", ".join(sorted(errors))
-        msg = f"{len(errors)} of {len(results)} accounts failed: {failed}"
-        raise ExceptionGroup(msg, list(errors.values()))
-    return Portfolio(
+    portfolio = Portfolio(
         balances=balances,
         errors=errors,
         rates=used,
         warnings=tuple(warnings),
         fetched_at=fetched_at,
     )
+    if strict and errors:
+        failed = ", ".join(sorted(errors))
+        msg = f"{len(errors)} of {len(results)} accounts failed: {failed}"
+        raise AggregateError(msg, list(errors.values()), errors=errors, portfolio=portfolio)
+    return portfolio

@@ -2,6 +2,24 @@
 
 Both drive a provider's sans-I/O flow (see ``_protocol``); they differ only in how they wait
 and send. Retries wrap the whole flow, so each attempt is signed afresh.
+
+What both drivers guarantee, whatever the flow does:
+
+* **Turns are the driver's.** Every :class:`~bastion_balance._state.Turn` a flow takes is
+  recorded *before* it is asked for, under an owner that is this fetch, and released by the
+  driver when the flow ends (a return, an error, ``KeyboardInterrupt``, a cancelled task).
+* **An abandoned request keeps its turns.** When a fetch gives up while its request may be at
+  the venue (its task was cancelled, ``asyncio.wait_for`` or the deadline fired, Ctrl-C), the
+  turns it holds are kept until that request is answered (async) or ``ABANDON_GRACE`` seconds
+  have passed, so a later request on the same key (a larger Kraken nonce) cannot reach the
+  venue first.
+* **Signing happens with a connection slot in hand.** A client runs at most
+  ``max_concurrency`` flows at once (default: its connection pool's size); a flow gives its
+  slot back while it waits for a rate limiter or a turn and takes one again before it goes on,
+  so no signed request waits in the pool and goes stale.
+* **Nothing is followed and nothing is inflated blindly.** Redirects are never followed (a
+  signed request must not be re-sent elsewhere); bodies are read raw and decoded with a bound,
+  so a compressed bomb is refused at the cap.
 """
 
 from __future__ import annotations
@@ -10,33 +28,46 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import math
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import httpx
 
 from . import _logging
-from ._aggregate import build_portfolio, check_labels, normalize_rates
+from ._aggregate import build_portfolio, check_providers, normalize_rates
 from ._models import Balance, Portfolio
-from ._protocol import Acquire, BalanceProvider, Effect, Flow, Throttle
+from ._protocol import Acquire, BalanceProvider, Effect, Flow, Release, Throttle
 from ._retry import DEFAULT_RETRY, RetryPolicy, async_retrying, retrying
+from ._state import Turn
+from ._transport import (
+    BodyDecoder,
+    deadline_scope,
+    finished_response,
+    sharded_async_transport,
+    sharded_sync_transport,
+)
 from .exceptions import (
+    BastionBalanceError,
     ConfigurationError,
     DeadlineExceededError,
+    ExchangeAPIError,
     RateLimitedError,
-    ResponseTooLargeError,
     TransportError,
 )
 
 __all__ = [
+    "ABANDON_GRACE",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "MAX_RESPONSE_BYTES",
+    "MAX_TIMEOUT",
     "AsyncBalanceClient",
     "BalanceClient",
     "aaggregate",
@@ -48,18 +79,39 @@ __all__ = [
 logger = logging.getLogger("bastion_balance")
 
 DEFAULT_TIMEOUT: Final = 10.0
+MAX_TIMEOUT: Final = 86_400.0  # one day: longer waits are a mistake, and overflow socket timeouts
 MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-MAX_THREADS: Final = 32
-_LOCK_POLL: Final = (0.0005, 0.01)  # first and longest poll interval for async lock waits
+DEFAULT_CONCURRENCY: Final = 100  # httpx's default pool size
+ABANDON_GRACE: Final = 5.0  # seconds an abandoned request keeps its key's turn at most
+_WORKER_IDLE: Final = 30.0  # seconds an idle sync worker thread waits for work before it ends
+_CANCEL_POLL: Final = 0.05  # how often a waiting sync worker looks whether it was told to stop
 
 _logging.install_redaction()
 
 
-def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+# --------------------------------------------------------------------------- checks
+
+
+def _check_timeout(timeout: object) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        msg = (
+            f"timeout must be a positive, finite number of seconds (at most {MAX_TIMEOUT:g}), "
+            f"got {timeout!r}; e.g. timeout=10.0"
+        )
         raise ConfigurationError(msg)
-    return timeout
+    return float(timeout)
+
+
+def _check_positive_int(value: object, name: str, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a positive whole number, got {value!r}; e.g. {name}={example}"
+        raise ConfigurationError(msg)
+    return value
 
 
 def _check_provider(provider: object) -> BalanceProvider:
@@ -69,41 +121,99 @@ def _check_provider(provider: object) -> BalanceProvider:
     return provider
 
 
-def _venue(provider: BalanceProvider) -> str:
-    return str(provider.venue)
+def _pool_size(http_client: httpx.Client | httpx.AsyncClient | None) -> int:
+    """How many connections a caller's client may open (httpx keeps it on its pool)."""
+    pool = getattr(getattr(http_client, "_transport", None), "_pool", None)
+    size = getattr(pool, "_max_connections", None)
+    return size if isinstance(size, int) and size > 0 else DEFAULT_CONCURRENCY
 
 
-def _throttle_wait(effect: Throttle, provider: BalanceProvider, deadline: float) -> float:
-    booked, wait = effect.limiter.reserve(effect.cost, deadline - time.monotonic())
+# --------------------------------------------------------------------------- one fetch
+
+
+class _Stopped(BaseException):  # not an error: the caller said stop (Ctrl-C)
+    """Raised inside a sync worker told to stop; never leaves the client."""
+
+
+class _Fetch:
+    """One fetch in progress: who it is for, its deadline, and the turns it may hold."""
+
+    __slots__ = ("cancel", "deadline", "label", "provider", "slot", "started", "turns", "venue")
+
+    def __init__(
+        self, provider: BalanceProvider, deadline: float, cancel: threading.Event | None = None
+    ) -> None:
+        self.provider = provider
+        self.label = str(provider.label)
+        self.venue = str(provider.venue)
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.cancel = cancel
+        self.turns: list[Turn] = []  # every turn asked for; the owner is this object
+        self.slot = False  # holds one of the client's connection slots
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check_stop(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Stopped
+
+    def holds_turns(self) -> bool:
+        return any(turn.owned_by(self) for turn in self.turns)
+
+    def release_turns(self) -> None:
+        turns, self.turns = self.turns, []
+        for turn in turns:
+            turn.release(self)
+
+    def hand_over(self) -> Callable[[], None]:
+        """Take the turns away from this fetch: the returned call (safe to call twice, from
+        any thread) releases them later."""
+        turns, self.turns = [t for t in self.turns if t.owned_by(self)], []
+        done = threading.Lock()
+
+        def release() -> None:
+            if done.acquire(blocking=False):
+                for turn in turns:
+                    turn.release(self)
+
+        return release
+
+    def deadline_error(self, what: str) -> DeadlineExceededError:
+        return DeadlineExceededError(f"{self.label}: deadline passed while {what}", venue=self.venue)
+
+    def log_extra(self, **more: float) -> dict[str, Any]:
+        return {"label": self.label, "venue": self.venue, **more}
+
+
+def _named(exc: BastionBalanceError, fetch: _Fetch) -> None:
+    """``exc`` with the account's label in its message (services watch many accounts)."""
+    exc.label = fetch.label
+    if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith(f"{fetch.label}:"):
+        exc.args = (f"{fetch.label}: {exc.args[0]}", *exc.args[1:])
+
+
+def _throttle_wait(effect: Throttle, fetch: _Fetch) -> float:
+    booked, wait = effect.limiter.reserve(effect.cost, fetch.remaining())
     if not booked:
         msg = (
-            f"{provider.label}: client-side rate limit '{effect.limiter.name}' needs "
+            f"{fetch.label}: client-side rate limit '{effect.limiter.name}' needs "
             f"{wait:.2f}s, past the fetch's deadline"
         )
-        raise RateLimitedError(msg, venue=_venue(provider), retry_after=wait, transient=False)
+        raise RateLimitedError(msg, venue=fetch.venue, retry_after=wait, transient=False)
     if wait > 0:
-        logger.info("%s: waiting %.2fs for rate limit %s", provider.label, wait, effect.limiter.name)
-    return wait
-
-
-def _deadline_error(provider: BalanceProvider, what: str) -> DeadlineExceededError:
-    return DeadlineExceededError(f"{provider.label}: deadline passed while {what}", venue=_venue(provider))
-
-
-def _translate(exc: httpx.HTTPError, provider: BalanceProvider, deadline: float) -> TransportError:
-    """Our error for an httpx failure; it names the host and path, never the query."""
-    try:
-        request: httpx.Request | None = exc.request
-    except RuntimeError:  # an error raised before any request was attached
-        request = None
-    where = f" ({_where(request)})" if request is not None else ""
-    text = _logging.redact(str(exc)) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= deadline - 0.05:
-        return DeadlineExceededError(
-            f"{provider.label}: deadline passed waiting for the venue{where}",
-            venue=_venue(provider),
+        elapsed = time.monotonic() - fetch.started
+        logger.info(
+            "%s (%s): waiting %.2fs for rate limit %s (%.2fs elapsed)",
+            fetch.label,
+            fetch.venue,
+            wait,
+            effect.limiter.name,
+            elapsed,
+            extra=fetch.log_extra(wait_s=round(wait, 3), elapsed_s=round(elapsed, 3)),
         )
-    return TransportError(f"{provider.label}: {type(exc).__name__}{where}: {text}", venue=_venue(provider))
+    return wait
 
 
 def _where(request: httpx.Request) -> str:
@@ -111,27 +221,63 @@ def _where(request: httpx.Request) -> str:
     return f"{request.url.host}{request.url.path}"
 
 
-def _prepare(request: httpx.Request, provider: BalanceProvider, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
+def _translate(exc: BaseException, fetch: _Fetch, request: httpx.Request) -> TransportError:
+    """Our error for an httpx (or lower-level protocol) failure; names host and path only."""
+    where = _where(request)
+    text = _logging.redact(str(exc)) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException) and fetch.remaining() <= 0.05:
+        return DeadlineExceededError(
+            f"{fetch.label}: deadline passed waiting for the venue ({where})", venue=fetch.venue
+        )
+    return TransportError(f"{fetch.label}: {type(exc).__name__} ({where}): {text}", venue=fetch.venue)
+
+
+def _is_protocol_error(exc: Exception) -> bool:
+    """A failure below httpx that it did not translate (h11, h2, httpcore, ssl)."""
+    return type(exc).__module__.partition(".")[0] in {"h11", "h2", "httpcore", "ssl", "anyio"}
+
+
+def _may_be_at_venue(exc: BaseException) -> bool:
+    """True when the request may have reached the venue and be answered later."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout | httpx.ConnectError):
+        return False
+    return isinstance(exc, httpx.TimeoutException) or not isinstance(exc, Exception)
+
+
+def _prepare(request: httpx.Request, fetch: _Fetch) -> None:
+    remaining = fetch.remaining()
     if remaining <= 0:
-        raise _deadline_error(provider, "sending a request")
+        raise fetch.deadline_error("sending a request")
     request.extensions = {**request.extensions, "timeout": httpx.Timeout(remaining).as_dict()}
 
 
-def _too_large(provider: BalanceProvider, cap: int) -> ResponseTooLargeError:
-    return ResponseTooLargeError(
-        f"{provider.label}: response body is larger than {cap} bytes", venue=_venue(provider)
+def _redirect_error(response: httpx.Response, fetch: _Fetch) -> ExchangeAPIError:
+    location = response.headers.get("location", "")
+    try:
+        target = response.request.url.join(location).host or "an unknown host"
+    except httpx.InvalidURL:
+        target = "an unparseable location"
+    msg = (
+        f"{fetch.label}: the venue answered HTTP {response.status_code}, a redirect to {target}; "
+        "signed requests are never followed elsewhere: check base_url"
     )
+    return ExchangeAPIError(msg, venue=fetch.venue, status_code=response.status_code)
 
 
-def _finish(response: httpx.Response, body: bytes) -> httpx.Response:
-    """A read response: the decoded body, without the headers that described the encoding."""
-    headers = [
-        (k, v)
-        for k, v in response.headers.multi_items()
-        if k.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
-    ]
-    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+def _body_decoder(response: httpx.Response, fetch: _Fetch, cap: int) -> tuple[BodyDecoder, bool]:
+    """The decoder for this answer's raw bytes, and whether they are still to be read.
+
+    A redirect is refused here. A response whose body is already in memory (an in-process
+    transport such as ``httpx.MockTransport``) was decoded by httpx: only its size is checked.
+    """
+    if response.is_redirect:
+        raise _redirect_error(response, fetch)
+    in_memory = response.is_stream_consumed
+    encoding = None if in_memory else response.headers.get("content-encoding")
+    decoder = BodyDecoder(encoding, cap, venue=fetch.venue, label=fetch.label)
+    if in_memory:
+        decoder.feed(response.content)
+    return decoder, not in_memory
 
 
 def _checked_balance(value: object, provider: BalanceProvider) -> Balance:
@@ -141,16 +287,39 @@ def _checked_balance(value: object, provider: BalanceProvider) -> Balance:
     return value
 
 
+def _not_an_effect(effect: object, provider: BalanceProvider) -> TypeError:
+    return TypeError(f"{provider!r} yielded {effect!r}, which is not an effect")
+
+
+def _hold(release: Callable[[], None], grace: float) -> threading.Timer:
+    """Release an abandoned fetch's turns after ``grace`` seconds at the latest."""
+    timer = threading.Timer(grace, release)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class _Settings:
     """What both clients hold besides their HTTP client."""
 
-    def __init__(self, retry: RetryPolicy, timeout: float, max_response_bytes: int) -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        timeout: float,
+        max_response_bytes: int,
+        max_concurrency: int | None,
+        http_client: httpx.Client | httpx.AsyncClient | None,
+    ) -> None:
         if not isinstance(retry, RetryPolicy):
-            msg = f"retry must be a RetryPolicy, got {retry!r}"
+            msg = f"retry must be a RetryPolicy, got {retry!r}; e.g. retry=bb.RetryPolicy(attempts=2)"
             raise ConfigurationError(msg)
         self.retry = retry
         self.timeout = _check_timeout(timeout)
-        self.max_response_bytes = max_response_bytes
+        self.max_response_bytes = _check_positive_int(max_response_bytes, "max_response_bytes", "4194304")
+        if max_concurrency is None:
+            max_concurrency = _pool_size(http_client)
+        self.max_concurrency = _check_positive_int(max_concurrency, "max_concurrency", "100")
+        self.grace = ABANDON_GRACE
 
     def deadline(self, timeout: float | None) -> float:
         return time.monotonic() + _check_timeout(self.timeout if timeout is None else timeout)
@@ -162,12 +331,78 @@ def _user_agent() -> str:
     return f"bastion-balance/{__version__}"
 
 
+# --------------------------------------------------------------------------- sync
+
+
+class _Workers:
+    """Daemon worker threads for sync aggregates, started on demand and ended when idle.
+
+    Daemon threads, so an interrupted program exits at once instead of waiting for fetches
+    it no longer wants.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._idle = 0  # workers waiting for a job
+        self._pending = 0  # jobs queued and not yet taken
+
+    def submit(self, job: Callable[[], None]) -> None:
+        thread = None
+        with self._lock:
+            self._pending += 1
+            if self._pending > self._idle and len(self._threads) < self._limit:
+                thread = threading.Thread(target=self._work, name="bastion-balance-worker", daemon=True)
+                self._threads.add(thread)
+        self._jobs.put(job)
+        if thread is not None:
+            thread.start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=_WORKER_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if not self._pending:
+                        self._threads.discard(me)
+                        return
+                continue
+            with self._lock:
+                self._idle -= 1
+                if job is None:
+                    self._threads.discard(me)
+                    return
+                self._pending -= 1
+            job()
+
+    def close(self, wait: float = 2.0) -> None:
+        """End every worker: idle ones at once; busy ones after their job, waited for at
+        most ``wait`` seconds in all (they are daemon threads: none can hold up an exit)."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        end = time.monotonic() + wait
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, end - time.monotonic()))
+
+
 class BalanceClient:
     """Fetches balances synchronously over one reusable connection pool.
 
     Pass your own ``httpx.Client`` as ``http_client`` to control proxies, TLS or transports;
-    it is used as is and never closed by us. Otherwise the client makes one and closes it in
-    :meth:`close` (or at the end of a ``with`` block).
+    it is used as is and never closed by us (redirects are never followed whatever it says).
+    Otherwise the client makes one and closes it in :meth:`close` (or at the end of a
+    ``with`` block). ``max_concurrency`` bounds the fetches in flight at once (default: the
+    pool's connection limit, 100).
 
     >>> with BalanceClient() as client:                           # doctest: +SKIP
     ...     portfolio = client.aggregate([Kraken(api_key=..., api_secret=...)])
@@ -180,11 +415,17 @@ class BalanceClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_concurrency: int | None = None,
     ) -> None:
-        self._settings = _Settings(retry, timeout, max_response_bytes)
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            msg = f"http_client must be an httpx.Client, got {type(http_client).__name__}"
+            raise ConfigurationError(msg)
+        self._settings = _Settings(retry, timeout, max_response_bytes, max_concurrency, http_client)
         self._given_http = http_client
         self._made_http: httpx.Client | None = None
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._settings.max_concurrency)
+        self._workers: _Workers | None = None
         self._sleep: Callable[[float], None] = time.sleep
 
     @property
@@ -194,11 +435,27 @@ class BalanceClient:
             return self._given_http
         with self._lock:
             if self._made_http is None:
-                self._made_http = httpx.Client(headers={"User-Agent": _user_agent()})
+                self._made_http = httpx.Client(
+                    headers={"User-Agent": _user_agent()},
+                    transport=sharded_sync_transport(self._settings.max_concurrency),
+                )
             return self._made_http
 
     def close(self) -> None:
-        """Close the connection pool, if this client made it."""
+        """Close the connection pool, if this client made it, and end its worker threads."""
+        self._drop_pool()
+        with self._lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()
+
+    def _pool_of_workers(self) -> _Workers:
+        with self._lock:
+            if self._workers is None:
+                self._workers = _Workers(self._settings.max_concurrency)
+            return self._workers
+
+    def _drop_pool(self) -> None:
         with self._lock:
             made, self._made_http = self._made_http, None
         if made is not None:
@@ -221,11 +478,7 @@ class BalanceClient:
         Raises a :class:`~bastion_balance.BastionBalanceError` subclass when it fails.
         """
         provider = _check_provider(provider)
-        deadline = self._settings.deadline(timeout)
-        for attempt in retrying(self._settings.retry, deadline, sleep=self._sleep):
-            with attempt:
-                return self._run(provider, deadline)
-        raise AssertionError("unreachable")  # pragma: no cover  # tenacity re-raises
+        return self._fetch(_Fetch(provider, self._settings.deadline(timeout)))
 
     def aggregate(
         self,
@@ -235,76 +488,199 @@ class BalanceClient:
         timeout: float | None = None,
         strict: bool = False,
     ) -> Portfolio:
-        """Fetch every provider at once (one thread each) and value them in USD.
+        """Fetch every provider at once and value them in USD, within one deadline.
 
-        A venue that fails is reported in ``Portfolio.errors``; ``strict=True`` raises an
-        ``ExceptionGroup`` instead. Works inside a running event loop (Jupyter).
+        Up to ``max_concurrency`` accounts are fetched at a time, on worker threads. A venue
+        that fails is reported in ``Portfolio.errors``; ``strict=True`` raises instead. Works
+        inside a running event loop (Jupyter). Ctrl-C returns at once: the workers are told to
+        stop and the pool's connections are closed.
         """
-        checked = check_labels([_check_provider(p) for p in providers])
+        checked = check_providers(providers)
         table = normalize_rates(rates)
-        if timeout is not None:
-            _check_timeout(timeout)
+        deadline = self._settings.deadline(timeout)
         results: dict[str, Balance | Exception] = {}
         if checked:
-            workers = min(len(checked), MAX_THREADS)
-            with ThreadPoolExecutor(workers, thread_name_prefix="bastion-balance") as pool:
-                futures = {p.label: pool.submit(self._fetch_or_error, p, timeout) for p in checked}
-                results = {label: future.result() for label, future in futures.items()}
+            results = self._gather(checked, deadline)
         return build_portfolio(results, table, strict=strict, fetched_at=datetime.now(UTC))
 
-    def _fetch_or_error(self, provider: BalanceProvider, timeout: float | None) -> Balance | Exception:
+    def _gather(self, providers: list[BalanceProvider], deadline: float) -> dict[str, Balance | Exception]:
+        cancel = threading.Event()
+        done = threading.Event()
+        outcomes: dict[str, Balance | Exception] = {}
+        lock = threading.Lock()
+        left = [len(providers)]
+
+        def job(provider: BalanceProvider) -> Callable[[], None]:
+            def run() -> None:
+                outcome: Balance | Exception | None = None
+                try:
+                    if not cancel.is_set():
+                        outcome = self._fetch_or_error(_Fetch(provider, deadline, cancel))
+                except _Stopped:
+                    pass
+                finally:
+                    with lock:
+                        if outcome is not None:
+                            outcomes[provider.label] = outcome
+                        left[0] -= 1
+                        if not left[0]:
+                            done.set()
+
+            return run
+
+        workers = self._pool_of_workers()
+        for provider in providers:
+            workers.submit(job(provider))
         try:
-            return self.fetch(provider, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001  # partial failure is a result (PRODUCT.md)
+            done.wait()
+        except BaseException:  # Ctrl-C (or any signal handler's error) in the waiting thread
+            cancel.set()
+            self._drop_pool()  # in-flight reads end now; a new pool is made on next use
+            raise
+        return {p.label: outcomes[p.label] for p in providers}
+
+    def _fetch_or_error(self, fetch: _Fetch) -> Balance | Exception:
+        try:
+            return self._fetch(fetch)
+        except Exception as exc:  # noqa: BLE001  # partial failure is a result
             return exc
 
-    def _run(self, provider: BalanceProvider, deadline: float) -> Balance:
-        flow: Flow = provider.balance_flow()
+    def _fetch(self, fetch: _Fetch) -> Balance:
+        def sleep(seconds: float) -> None:
+            self._pause(fetch, seconds)
+
+        policy = self._settings.retry
         try:
+            for attempt in retrying(
+                policy,
+                fetch.deadline,
+                label=fetch.label,
+                venue=fetch.venue,
+                started=fetch.started,
+                sleep=sleep,
+            ):
+                with attempt:
+                    return self._run(fetch)
+        except BastionBalanceError as exc:
+            _named(exc, fetch)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover  # tenacity re-raises
+
+    def _pause(self, fetch: _Fetch, seconds: float) -> None:
+        if fetch.cancel is not None and self._sleep is time.sleep:
+            fetch.cancel.wait(seconds)
+        else:
+            self._sleep(seconds)
+        fetch.check_stop()
+
+    def _run(self, fetch: _Fetch) -> Balance:
+        fetch.check_stop()
+        flow: Flow = fetch.provider.balance_flow()
+        try:
+            self._take_slot(fetch)
             effect: Effect = next(flow)
             while True:
-                effect = flow.send(self._perform(effect, provider, deadline))
+                fetch.check_stop()
+                result: httpx.Response | None = None
+                if isinstance(effect, httpx.Request):
+                    result = self._send(effect, fetch)
+                elif isinstance(effect, Throttle):
+                    wait = _throttle_wait(effect, fetch)
+                    if wait > 0:
+                        self._give_slot(fetch)  # nobody waits with a connection slot in hand
+                        self._pause(fetch, wait)
+                        self._take_slot(fetch)
+                elif isinstance(effect, Acquire):
+                    self._acquire(effect.lock, fetch)
+                elif isinstance(effect, Release):
+                    effect.lock.release(fetch)
+                else:
+                    raise _not_an_effect(effect, fetch.provider)
+                effect = flow.send(result)
         except StopIteration as stop:
-            return _checked_balance(stop.value, provider)
+            return _checked_balance(stop.value, fetch.provider)
         finally:
+            self._give_slot(fetch)
             flow.close()
+            fetch.release_turns()
 
-    def _perform(self, effect: Effect, provider: BalanceProvider, deadline: float) -> httpx.Response | None:
-        if isinstance(effect, httpx.Request):
-            return self._send(effect, provider, deadline)
-        if isinstance(effect, Throttle):
-            wait = _throttle_wait(effect, provider, deadline)
-            if wait > 0:
-                self._sleep(wait)
-            return None
-        if isinstance(effect, Acquire):
-            if not effect.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise _deadline_error(provider, "waiting for this credential's turn")
-            return None
-        msg = f"{provider!r} yielded {effect!r}, which is not an effect"
-        raise TypeError(msg)
+    def _take_slot(self, fetch: _Fetch) -> None:
+        while not self._slots.acquire(timeout=max(0.0, min(fetch.remaining(), _CANCEL_POLL))):
+            fetch.check_stop()
+            if fetch.remaining() <= 0:
+                raise fetch.deadline_error("waiting for a free connection")
+        fetch.slot = True
 
-    def _send(self, request: httpx.Request, provider: BalanceProvider, deadline: float) -> httpx.Response:
-        _prepare(request, provider, deadline)
+    def _give_slot(self, fetch: _Fetch) -> None:
+        if fetch.slot:
+            fetch.slot = False
+            self._slots.release()
+
+    def _acquire(self, turn: Turn, fetch: _Fetch) -> None:
+        fetch.turns.append(turn)  # recorded first: released whatever happens next
+        if turn.acquire(fetch, timeout=0):
+            return
+        self._give_slot(fetch)
+        cancelled = fetch.cancel.is_set if fetch.cancel is not None else None
+        if not turn.acquire(fetch, timeout=max(0.0, fetch.remaining()), cancelled=cancelled):
+            fetch.check_stop()
+            raise fetch.deadline_error("waiting for this credential's turn")
+        self._take_slot(fetch)
+
+    def _send(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+        _prepare(request, fetch)
         cap = self._settings.max_response_bytes
-        error: TransportError | None = None
+        error: BaseException | None = None
         try:
-            response = self._http.send(request, stream=True)
-            try:
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > cap:
-                        raise _too_large(provider, cap)
-                    if time.monotonic() >= deadline:  # socket timeouts bound each read, not the body
-                        raise _deadline_error(provider, f"reading the answer ({_where(request)})")
-            finally:
-                response.close()
+            with deadline_scope(fetch.deadline):
+                response = self._http.send(request, stream=True, follow_redirects=False)
+                try:
+                    body = self._read(response, fetch, cap)
+                finally:
+                    response.close()
+        except BastionBalanceError:
+            raise
         except httpx.HTTPError as exc:
-            error = _translate(exc, provider, deadline)
+            error = exc
+        except Exception as exc:
+            if not _is_protocol_error(exc):
+                raise
+            error = exc
+        except BaseException as exc:  # KeyboardInterrupt or a stop inside httpx's send
+            self._abandon(fetch, exc)
+            if self._given_http is None:
+                self._drop_pool()  # the interrupted connection cannot be trusted (nor leaked)
+            raise
         if error is not None:
-            raise error  # outside the except block: the httpx error (and its request) is dropped
-        return _finish(response, bytes(body))
+            if fetch.cancel is not None and fetch.cancel.is_set():
+                self._abandon(fetch, KeyboardInterrupt())  # our pool was closed under the request
+                raise _Stopped
+            self._abandon(fetch, error)
+            raise _translate(error, fetch, request)  # the httpx error (and its request) is dropped
+        return finished_response(response, body)
+
+    @staticmethod
+    def _read(response: httpx.Response, fetch: _Fetch, cap: int) -> bytes:
+        decoder, streaming = _body_decoder(response, fetch, cap)
+        if streaming:
+            chunk = b""
+            try:
+                for chunk in response.iter_raw():
+                    decoder.feed(chunk)
+                    if time.monotonic() >= fetch.deadline:  # a caller's pool bounds each read only
+                        raise fetch.deadline_error(f"reading the answer ({_where(response.request)})")
+            finally:
+                del chunk  # a token answer's bytes must not sit in a traceback's locals
+        return decoder.finish()
+
+    def _abandon(self, fetch: _Fetch, exc: BaseException) -> None:
+        if _may_be_at_venue(exc) and fetch.holds_turns():
+            _hold(fetch.hand_over(), self._settings.grace)
+
+
+# --------------------------------------------------------------------------- async
+
+_CLOSERS: Final[set[asyncio.Task[None]]] = set()  # pools closing after abandoned requests
 
 
 class AsyncBalanceClient:
@@ -322,11 +698,17 @@ class AsyncBalanceClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_concurrency: int | None = None,
     ) -> None:
-        self._settings = _Settings(retry, timeout, max_response_bytes)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            msg = f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            raise ConfigurationError(msg)
+        self._settings = _Settings(retry, timeout, max_response_bytes, max_concurrency, http_client)
         self._given_http = http_client
         self._made_http: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._sleep: Callable[[float], object] = asyncio.sleep
+        self._abandoned: set[asyncio.Task[Any]] = set()
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -334,14 +716,42 @@ class AsyncBalanceClient:
         if self._given_http is not None:
             return self._given_http
         if self._made_http is None:
-            self._made_http = httpx.AsyncClient(headers={"User-Agent": _user_agent()})
+            self._made_http = httpx.AsyncClient(
+                headers={"User-Agent": _user_agent()},
+                transport=sharded_async_transport(self._settings.max_concurrency),
+            )
         return self._made_http
 
+    @property
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._settings.max_concurrency)
+        return self._slots
+
     async def aclose(self) -> None:
-        """Close the connection pool, if this client made it."""
+        """Close the connection pool, if this client made it.
+
+        Requests that a cancelled fetch left running at the venue keep the pool open until
+        they are answered (or their grace has passed); the pool closes after them, in the
+        background.
+        """
         made, self._made_http = self._made_http, None
-        if made is not None:
+        if made is None:
+            return
+        pending = list(self._abandoned)
+        if not pending:
             await made.aclose()
+            return
+
+        async def close_after() -> None:
+            try:
+                await asyncio.wait(pending, timeout=self._settings.grace)
+            finally:
+                await made.aclose()
+
+        closer = asyncio.ensure_future(close_after())
+        _CLOSERS.add(closer)
+        closer.add_done_callback(_CLOSERS.discard)
 
     async def __aenter__(self) -> Self:
         return self
@@ -357,17 +767,7 @@ class AsyncBalanceClient:
     async def fetch(self, provider: BalanceProvider, *, timeout: float | None = None) -> Balance:
         """One provider's balance, retried within ``timeout`` seconds (the whole deadline)."""
         provider = _check_provider(provider)
-        deadline = self._settings.deadline(timeout)
-        scope = asyncio.timeout(deadline - time.monotonic())
-        try:
-            async with scope:
-                async for attempt in async_retrying(self._settings.retry, deadline, sleep=self._sleep):
-                    with attempt:
-                        return await self._run(provider, deadline)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-        raise _deadline_error(provider, f"fetching ({provider.venue})")
+        return await self._fetch(_Fetch(provider, self._settings.deadline(timeout)))
 
     async def aggregate(
         self,
@@ -378,76 +778,154 @@ class AsyncBalanceClient:
         strict: bool = False,
     ) -> Portfolio:
         """Fetch every provider concurrently and value them in USD (see ``BalanceClient``)."""
-        checked = check_labels([_check_provider(p) for p in providers])
+        checked = check_providers(providers, function="aaggregate")
         table = normalize_rates(rates)
-        if timeout is not None:
-            _check_timeout(timeout)
-        outcomes = await asyncio.gather(*(self._fetch_or_error(p, timeout) for p in checked))
+        deadline = self._settings.deadline(timeout)
+        outcomes = await asyncio.gather(*(self._fetch_or_error(_Fetch(p, deadline)) for p in checked))
         results = {p.label: outcome for p, outcome in zip(checked, outcomes, strict=True)}
         return build_portfolio(results, table, strict=strict, fetched_at=datetime.now(UTC))
 
-    async def _fetch_or_error(self, provider: BalanceProvider, timeout: float | None) -> Balance | Exception:
+    async def _fetch_or_error(self, fetch: _Fetch) -> Balance | Exception:
         try:
-            return await self.fetch(provider, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001  # partial failure is a result (PRODUCT.md)
+            return await self._fetch(fetch)
+        except Exception as exc:  # noqa: BLE001  # partial failure is a result
             return exc
 
-    async def _run(self, provider: BalanceProvider, deadline: float) -> Balance:
-        flow: Flow = provider.balance_flow()
+    async def _fetch(self, fetch: _Fetch) -> Balance:
+        scope = asyncio.timeout(fetch.remaining())
+        policy = self._settings.retry
         try:
+            async with scope:
+                async for attempt in async_retrying(
+                    policy,
+                    fetch.deadline,
+                    label=fetch.label,
+                    venue=fetch.venue,
+                    started=fetch.started,
+                    sleep=self._sleep,
+                ):
+                    with attempt:
+                        return await self._run(fetch)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+        except BastionBalanceError as exc:
+            _named(exc, fetch)
+            raise
+        raise fetch.deadline_error(f"fetching ({fetch.venue})")
+
+    async def _run(self, fetch: _Fetch) -> Balance:
+        flow: Flow = fetch.provider.balance_flow()
+        try:
+            await self._take_slot(fetch)
             effect: Effect = next(flow)
             while True:
-                effect = flow.send(await self._perform(effect, provider, deadline))
+                result: httpx.Response | None = None
+                if isinstance(effect, httpx.Request):
+                    result = await self._send(effect, fetch)
+                elif isinstance(effect, Throttle):
+                    wait = _throttle_wait(effect, fetch)
+                    if wait > 0:
+                        self._give_slot(fetch)  # nobody waits with a connection slot in hand
+                        await self._sleep(wait)  # type: ignore[misc]  # asyncio.sleep or a test double
+                        await self._take_slot(fetch)
+                elif isinstance(effect, Acquire):
+                    fetch.turns.append(effect.lock)  # recorded first: released whatever happens next
+                    if not effect.lock.acquire(fetch, timeout=0):
+                        self._give_slot(fetch)
+                        await effect.lock.aacquire(fetch)  # bounded by the fetch's asyncio.timeout
+                        await self._take_slot(fetch)
+                elif isinstance(effect, Release):
+                    effect.lock.release(fetch)
+                else:
+                    raise _not_an_effect(effect, fetch.provider)
+                effect = flow.send(result)
         except StopIteration as stop:
-            return _checked_balance(stop.value, provider)
+            return _checked_balance(stop.value, fetch.provider)
         finally:
+            self._give_slot(fetch)
             flow.close()
+            fetch.release_turns()
 
-    async def _perform(
-        self, effect: Effect, provider: BalanceProvider, deadline: float
-    ) -> httpx.Response | None:
-        if isinstance(effect, httpx.Request):
-            return await self._send(effect, provider, deadline)
-        if isinstance(effect, Throttle):
-            wait = _throttle_wait(effect, provider, deadline)
-            if wait > 0:
-                await self._sleep(wait)  # type: ignore[misc]  # asyncio.sleep or a test double
-            return None
-        if isinstance(effect, Acquire):
-            await _acquire(effect.lock)  # bounded by the fetch's asyncio.timeout
-            return None
-        msg = f"{provider!r} yielded {effect!r}, which is not an effect"
-        raise TypeError(msg)
+    async def _take_slot(self, fetch: _Fetch) -> None:
+        await self._semaphore.acquire()
+        fetch.slot = True
 
-    async def _send(
-        self, request: httpx.Request, provider: BalanceProvider, deadline: float
-    ) -> httpx.Response:
-        _prepare(request, provider, deadline)
-        cap = self._settings.max_response_bytes
-        error: TransportError | None = None
+    def _give_slot(self, fetch: _Fetch) -> None:
+        if fetch.slot:
+            fetch.slot = False
+            self._semaphore.release()
+
+    async def _send(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+        if not fetch.holds_turns():
+            return await self._exchange(request, fetch)
+        # The request runs in a task of its own, so that a cancelled fetch can leave it
+        # running and keep its turns until the venue has answered (or the grace ran out).
+        task = asyncio.ensure_future(self._exchange(request, fetch))
         try:
-            response = await self._http.send(request, stream=True)
+            return await asyncio.shield(task)
+        except BaseException:
+            if not task.done():
+                self._hand_over(task, fetch)
+            raise
+
+    def _hand_over(self, task: asyncio.Task[httpx.Response], fetch: _Fetch) -> None:
+        release = fetch.hand_over()
+        loop = asyncio.get_running_loop()
+
+        def give_up() -> None:
+            release()
+            with contextlib.suppress(RuntimeError):  # the loop closed: its tasks are gone
+                loop.call_soon_threadsafe(task.cancel)
+
+        timer = _hold(give_up, self._settings.grace)
+        self._abandoned.add(task)
+
+        def answered(done: asyncio.Task[httpx.Response]) -> None:
+            self._abandoned.discard(done)
+            if done.cancelled():
+                return  # the grace timer releases the turns
+            failure = done.exception()  # retrieved: nobody else will look at this answer
+            if failure is None or not isinstance(failure, TransportError):
+                timer.cancel()  # the venue answered: the next request may go
+                release()
+
+        task.add_done_callback(answered)
+
+    async def _exchange(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+        _prepare(request, fetch)
+        cap = self._settings.max_response_bytes
+        error: Exception | None = None
+        try:
+            response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > cap:
-                        raise _too_large(provider, cap)
+                decoder, streaming = _body_decoder(response, fetch, cap)
+                if streaming:
+                    chunk = b""
+                    try:
+                        async for chunk in response.aiter_raw():
+                            decoder.feed(chunk)
+                    finally:
+                        del chunk  # a token answer's bytes must not sit in a traceback's locals
+                body = decoder.finish()
             finally:
                 await response.aclose()
+        except BastionBalanceError:
+            raise
         except httpx.HTTPError as exc:
-            error = _translate(exc, provider, deadline)
+            error = exc
+        except Exception as exc:
+            if not _is_protocol_error(exc):
+                raise
+            error = exc
         if error is not None:
-            raise error  # outside the except block: the httpx error (and its request) is dropped
-        return _finish(response, bytes(body))
+            if _may_be_at_venue(error) and fetch.holds_turns():
+                _hold(fetch.hand_over(), self._settings.grace)
+            raise _translate(error, fetch, request)  # the httpx error (and its request) is dropped
+        return finished_response(response, body)
 
 
-async def _acquire(lock: threading.Lock) -> None:
-    """Take a threading lock without blocking the event loop (polls with growing pauses)."""
-    pause, longest = _LOCK_POLL
-    while not lock.acquire(blocking=False):
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, longest)
+# --------------------------------------------------------------------------- module functions
 
 
 _DEFAULT_LOCK: Final = threading.Lock()
@@ -532,9 +1010,10 @@ def aggregate(
 ) -> Portfolio:
     """Fetch every account at once and add them up in USD.
 
-    Failed venues land in ``Portfolio.errors`` (``strict=True`` raises an ``ExceptionGroup``).
-    ``rates`` maps currency -> USD rate on top of the defaults (USD, USDT, USDC at 1). Safe to
-    call inside a running event loop, e.g. a Jupyter cell.
+    Failed venues land in ``Portfolio.errors`` (``strict=True`` raises ``AggregateError``).
+    ``rates`` maps currency -> USD rate on top of the defaults (USD, USDT, USDC at 1).
+    ``timeout`` is one deadline for the whole aggregate. Safe to call inside a running event
+    loop, e.g. a Jupyter cell; Ctrl-C returns at once.
     """
     with _sync_client(client) as balance_client:
         return balance_client.aggregate(providers, rates=rates, timeout=timeout, strict=strict)

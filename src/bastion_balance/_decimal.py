@@ -1,10 +1,13 @@
 """The one way venue numbers become :class:`~decimal.Decimal`, and exact sums.
 
-Rules (PRODUCT.md, Money rules and Decisions 13): a numeric string matches
+The money rules: a numeric string matches
 ``[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d{1,4})?`` with ASCII digits and nothing else; at most
 100 significant digits; an adjusted exponent within -100..100. JSON is decoded with
 ``parse_float=Decimal`` and ``parse_int=Decimal``; ``NaN`` and ``Infinity`` are refused.
-Floats and booleans are never money.
+An object that names the same key twice, at any depth, is refused too: the JSON standard leaves
+its meaning open (Python keeps the last value, other parsers the first), so a money answer that
+says ``"total": "1"`` and ``"total": "999999"``, or an empty ``"error"`` after a real one, has
+no single reading. Floats and booleans are never money.
 """
 
 from __future__ import annotations
@@ -104,15 +107,82 @@ def _decimal_from_text(text: str) -> Decimal:
     return Decimal(text)
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object names ``key`` twice (raised inside the decoder, translated by ``loads``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object as a dict; a key sent twice raises :class:`_DuplicateKeyError`."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:  # pragma: no branch  # a duplicate is there: len() said so
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object kept as its key-value pairs, duplicates and all (error paths only)."""
+
+
+def _duplicate_path(body: bytes | str, key: str) -> str:
+    """Where the first object to repeat a key is, e.g. ``$.result.ZUSD``.
+
+    The decoder finishes objects innermost first, so the one it refused is the first object, in
+    post-order, that repeats a key. Falls back to ``$..key`` (anywhere) if the body cannot be
+    read again (it is also truncated, say, or nested too deep).
+    """
+    try:
+        tree = json.loads(body, object_pairs_hook=_Pairs, parse_float=str, parse_int=str, parse_constant=str)
+    except (ValueError, RecursionError):
+        return f"$..{key}"
+    stack: list[tuple[object, str, bool]] = [(tree, "$", False)]
+    while stack:
+        node, path, done = stack.pop()
+        if isinstance(node, _Pairs):
+            if done:
+                seen: set[str] = set()
+                for name, _ in node:
+                    if name in seen:
+                        return f"{path}.{name}"
+                    seen.add(name)
+                continue
+            stack.append((node, path, True))
+            stack.extend((value, f"{path}.{name}", False) for name, value in reversed(node))
+        elif isinstance(node, list):
+            stack.extend(
+                (value, f"{path}[{index}]", False) for index, value in reversed(list(enumerate(node)))
+            )
+    return f"$..{key}"  # pragma: no cover  # the first decode found one
+
+
 def loads(body: bytes | str, *, venue: str) -> Any:  # noqa: ANN401  # JSON is untyped until structured
-    """Decode JSON with every number as Decimal; anything else is an UnexpectedResponseError."""
+    """Decode JSON with every number as Decimal; anything else is an UnexpectedResponseError.
+
+    That includes an object with a duplicate key, at any depth: the error names the key and
+    where it is (``field``), since a venue's answer that says two things is not a balance.
+    """
     try:
         return json.loads(
             body,
             parse_float=_decimal_from_text,
             parse_int=_decimal_from_text,
             parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_object,
         )
+    except _DuplicateKeyError as exc:
+        raise UnexpectedResponseError(
+            f"duplicate key {exc.key!r} in a JSON object: the answer is ambiguous",
+            venue=venue,
+            field=_duplicate_path(body, exc.key),
+            value=exc.key,
+        ) from exc
     except AmountError as exc:
         raise UnexpectedResponseError(
             "response holds NaN or Infinity", venue=venue, field="$", value=exc.value

@@ -1,4 +1,4 @@
-"""Log redaction (Decisions 17): httpx logs request URLs, and Binance signs the query string.
+"""Log redaction (docs/decisions.md §17): httpx logs request URLs, and Binance signs the query string.
 
 ``install_redaction()`` attaches one filter to the ``httpx`` and ``httpcore`` loggers that masks
 ``signature=...`` query values and the values of credential headers in every record.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import attrs
 
 from ._decimal import exact_mul, exact_sum
+from .exceptions import ConfigurationError
 
 __all__ = ["Balance", "Holding", "Portfolio", "dumps"]
 
@@ -180,29 +182,66 @@ class Portfolio:
         return dumps(self.to_dict(), indent=indent)
 
 
+_WRITABLE: Final = "plain data (dict, list, tuple, str, int, bool, None, Decimal), a Portfolio or a Balance"
+
+
+def _refusal(obj: object, path: str) -> ConfigurationError:
+    """The ConfigurationError for a value ``dumps`` cannot write, saying what to pass instead."""
+    if isinstance(obj, Decimal):
+        msg = (
+            f"dumps(): {path} is Decimal('{obj}'), which JSON has no number for; "
+            "pass a finite Decimal or None"
+        )
+    elif isinstance(obj, float):
+        example = f"Decimal('{obj!r}')" if math.isfinite(obj) else "a finite Decimal or None"
+        msg = (
+            f"dumps(): {path} is the float {obj!r}; floats are not written (a float cannot hold money "
+            f"exactly): pass {example}"
+        )
+    elif isinstance(obj, datetime):
+        msg = f"dumps(): {path} is a datetime; pass its .isoformat() string"
+    else:
+        msg = f"dumps(): {path} is of type {type(obj).__name__}, which it cannot write; pass {_WRITABLE}"
+    return ConfigurationError(msg)
+
+
+class _Unwritable(Exception):  # internal: becomes a ConfigurationError in dumps()
+    """A value ``_encode`` cannot write; ``steps`` is its path, innermost first (built on the way out)."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__()
+        self.value = value
+        self.steps: list[str] = []
+
+
 def _encode(obj: object, indent: int | None, level: int) -> str:
     if isinstance(obj, Decimal):
         if not obj.is_finite():
-            msg = f"{obj} is not a JSON number"
-            raise ValueError(msg)
+            raise _Unwritable(obj)
         return str(obj)
     if obj is None or isinstance(obj, bool | str | int):
         return json.dumps(obj, ensure_ascii=False)
     if isinstance(obj, Portfolio | Balance):
         return _encode(obj.to_dict(), indent, level)
-    if isinstance(obj, float):
-        msg = "floats are not written: money is Decimal"
-        raise TypeError(msg)
     if isinstance(obj, Mapping):
-        items = [
-            f"{json.dumps(str(k), ensure_ascii=False)}: {_encode(v, indent, level + 1)}"
-            for k, v in obj.items()
-        ]
+        items = []
+        for k, v in obj.items():
+            try:
+                items.append(f"{json.dumps(str(k), ensure_ascii=False)}: {_encode(v, indent, level + 1)}")
+            except _Unwritable as exc:
+                exc.steps.append(f".{k}")
+                raise
         return _join(items, "{", "}", indent, level)
     if isinstance(obj, list | tuple):
-        return _join([_encode(v, indent, level + 1) for v in obj], "[", "]", indent, level)
-    msg = f"{type(obj).__name__} is not JSON serializable"
-    raise TypeError(msg)
+        values = []
+        for i, v in enumerate(obj):
+            try:
+                values.append(_encode(v, indent, level + 1))
+            except _Unwritable as exc:
+                exc.steps.append(f"[{i}]")
+                raise
+        return _join(values, "[", "]", indent, level)
+    raise _Unwritable(obj)
 
 
 def _join(items: list[str], open_: str, close: str, indent: int | None, level: int) -> str:
@@ -218,9 +257,17 @@ def dumps(obj: object, *, indent: int | None = None) -> str:
     """Write ``obj`` as JSON with every Decimal as a number carrying all its digits.
 
     Accepts plain data (dicts, lists, str, int, bool, None, Decimal), a ``Portfolio`` or a
-    ``Balance``. Floats are refused: they are not money.
+    ``Balance``. Anything else is a :class:`~bastion_balance.ConfigurationError` naming where
+    it is (``$.a[0]``) and what to pass instead: floats (they cannot hold money exactly),
+    Decimal NaN or Infinity (JSON has no such number), other objects.
 
     >>> dumps({"total_usd": Decimal("52340.10")})
     '{"total_usd": 52340.10}'
     """
-    return _encode(obj, indent, 0)
+    if indent is not None and (isinstance(indent, bool) or not isinstance(indent, int) or indent < 0):
+        msg = f"dumps(indent={indent!r}): indent is None or a whole number of spaces >= 0, e.g. indent=2"
+        raise ConfigurationError(msg)
+    try:
+        return _encode(obj, indent, 0)
+    except _Unwritable as exc:
+        raise _refusal(exc.value, "$" + "".join(reversed(exc.steps))) from None

@@ -6,9 +6,15 @@ and receives their results; only the drivers in ``_client.py`` perform them:
 * an ``httpx.Request``: send it, receive the ``httpx.Response`` (body already read);
 * :class:`Throttle`: wait for the limiter's permission (sleeping without blocking an event
   loop), receive ``None``;
-* :class:`Acquire`: take a ``threading.Lock`` (polled from async code so no event loop
-  blocks), receive ``None``. The flow releases it itself in a ``finally`` block, which runs
-  when the driver closes the generator, whatever happened.
+* :class:`Acquire`: take a :class:`~bastion_balance._state.Turn` (first come, first served
+  across threads and event loops; async waiters never block their loop), receive ``None``;
+* :class:`Release`: give a turn back early, receive ``None``.
+
+The driver owns every turn it took for a flow: whatever the flow did not release is released
+by the driver when the flow ends, however it ends (a return, an error, a ``KeyboardInterrupt``
+or a cancelled task), so a flow cannot leak one. A fetch abandoned while its request is at the
+venue (cancelled, or past its deadline) keeps its turns until that request is answered or a
+grace period has passed, so a later request on the same key cannot overtake it.
 
 The generator's return value is the :class:`~bastion_balance.Balance`. A simple third-party
 provider only ever yields requests.
@@ -16,7 +22,6 @@ provider only ever yields requests.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Generator
 from typing import Protocol, TypeAlias, runtime_checkable
 
@@ -24,9 +29,9 @@ import attrs
 import httpx
 
 from ._models import Balance
-from ._state import RateLimiter
+from ._state import RateLimiter, Turn
 
-__all__ = ["Acquire", "BalanceProvider", "Effect", "Flow", "Throttle"]
+__all__ = ["Acquire", "BalanceProvider", "Effect", "Flow", "Release", "Throttle"]
 
 
 @attrs.frozen
@@ -39,12 +44,19 @@ class Throttle:
 
 @attrs.frozen(eq=False)
 class Acquire:
-    """Take ``lock`` (within the deadline); the flow releases it."""
+    """Take ``lock`` (within the deadline); held until :class:`Release` or the flow's end."""
 
-    lock: threading.Lock
+    lock: Turn
 
 
-Effect: TypeAlias = httpx.Request | Throttle | Acquire
+@attrs.frozen(eq=False)
+class Release:
+    """Give ``lock`` back now (the driver would at the end of the flow otherwise)."""
+
+    lock: Turn
+
+
+Effect: TypeAlias = httpx.Request | Throttle | Acquire | Release
 Flow: TypeAlias = Generator[Effect, httpx.Response | None, Balance]
 
 

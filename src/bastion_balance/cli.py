@@ -35,6 +35,7 @@ EXIT_COMPLETE: Final = 0
 EXIT_PARTIAL: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NONE: Final = 3
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report Ctrl-C
 DEFAULT_CONFIG: Final = Path("~/.config/bastion-balance/config.toml")
 _NOT_SETTINGS: Final = frozenset({"clock"})
 
@@ -248,6 +249,9 @@ def run(
     except ConfigurationError as exc:
         print(f"bastion-balance: {exc}", file=err)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bastion-balance: interrupted", file=err)
+        return EXIT_INTERRUPTED
     if args.json:
         print(dumps(portfolio.to_dict(), indent=2), file=out)
     elif args.bastion:
@@ -289,4 +293,9 @@ def _fetch(
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(run())
+    try:
+        code = run()
+    except KeyboardInterrupt:  # before or after the fetch (argument parsing, printing)
+        print("bastion-balance: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

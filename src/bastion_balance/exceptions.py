@@ -10,9 +10,17 @@ Catching :class:`BastionBalanceError` catches them all::
     ├── ExchangeAPIError          the venue refused: .venue, .code, .status_code
     │   ├── AuthenticationError   bad key, signature, permission, expired token
     │   ├── RateLimitedError      .retry_after (venue's 429/code, or our limiter past the deadline)
-    │   └── ServiceUnavailableError  busy, maintenance, 5xx after retries
-    └── UnexpectedResponseError   not JSON, HTML, wrong shape, bad number (.venue, .field, .value)
-        └── ResponseTooLargeError  body over the cap (default 4 MiB)
+    │   └── ServiceUnavailableError  busy, maintenance, 5xx after retries (.retry_after)
+    ├── UnexpectedResponseError   not JSON, HTML, wrong shape, bad number (.venue, .field, .value)
+    │   └── ResponseTooLargeError  body over the cap (default 4 MiB)
+    └── AggregateError            strict=True: an ExceptionGroup of the failed accounts
+                                  (.errors label -> exception, .portfolio the partial result)
+
+``ConfigurationError`` also covers any other argument the library cannot use (``rates=``,
+``retry=``, a list of providers that is not one, a value ``dumps()`` cannot write); its message
+says what to pass instead. ``AggregateError`` is also a built-in ``ExceptionGroup``, so
+``except* TransportError`` picks the failures of one kind out of it, and
+``except BastionBalanceError`` catches it whole.
 
 Exceptions carry context as attributes (never a secret), pickle, and are chained with
 ``raise ... from exc`` where they translate a lower-level error.
@@ -20,9 +28,18 @@ Exceptions carry context as attributes (never a secret), pickle, and are chained
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from ._models import Portfolio
+
+    _Matcher: TypeAlias = (
+        type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+    )
 
 __all__ = [
+    "AggregateError",
     "AuthenticationError",
     "BastionBalanceError",
     "ConfigurationError",
@@ -51,10 +68,13 @@ def _rebuild(
 class BastionBalanceError(Exception):
     """Base class of every error raised by bastion_balance.
 
-    ``transient`` tells the retry layer whether trying again may help.
+    ``transient`` tells the retry layer whether trying again may help. ``label`` is the
+    account's label once a client has fetched it (its message then starts with the label),
+    ``None`` for errors not tied to one account.
     """
 
     transient: bool = False
+    label: str | None = None
 
     def __init__(self, message: str, *, venue: str | None = None) -> None:
         super().__init__(message)
@@ -140,9 +160,25 @@ class RateLimitedError(ExchangeAPIError):
 
 
 class ServiceUnavailableError(ExchangeAPIError):
-    """Busy, maintenance, or a 5xx answer: worth trying again later."""
+    """Busy, maintenance, or a 5xx answer: worth trying again later.
+
+    ``retry_after`` is the wait in seconds the venue asked for (a 503's ``Retry-After``), when
+    it said; the retry layer waits at least that long.
+    """
 
     transient = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        venue: str | None = None,
+        code: str | int | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, venue=venue, code=code, status_code=status_code)
+        self.retry_after = retry_after
 
 
 class UnexpectedResponseError(BastionBalanceError):
@@ -171,3 +207,57 @@ class UnexpectedResponseError(BastionBalanceError):
 
 class ResponseTooLargeError(UnexpectedResponseError):
     """The response body passed the size cap (default 4 MiB)."""
+
+
+class AggregateError(ExceptionGroup[Exception], BastionBalanceError):
+    """``aggregate(..., strict=True)``: some accounts failed. A built-in ``ExceptionGroup``.
+
+    ``exceptions`` are the failures, ``errors`` maps each failed label to its exception (the
+    same objects), and ``portfolio`` is the :class:`~bastion_balance.Portfolio` that
+    ``strict=False`` would have returned, so nothing fetched is lost. ``except*`` and
+    ``split()`` / ``subgroup()`` give back ``AggregateError`` objects whose ``errors`` hold only
+    the labels of the exceptions they keep. It pickles like every error here.
+    """
+
+    errors: Mapping[str, Exception]
+    portfolio: Portfolio | None
+
+    def __new__(
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        errors: Mapping[str, Exception] | None = None,
+        portfolio: Portfolio | None = None,
+    ) -> AggregateError:
+        return super().__new__(cls, message, exceptions)
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        errors: Mapping[str, Exception] | None = None,
+        portfolio: Portfolio | None = None,
+    ) -> None:
+        # ExceptionGroup.__init__ does not call the next class's __init__: set what
+        # BastionBalanceError.__init__ would.
+        ExceptionGroup.__init__(self, message, exceptions)
+        self.venue = None
+        self.errors = dict(errors) if errors is not None else {}
+        self.portfolio = portfolio
+
+    def derive(self, excs: Sequence[Exception]) -> AggregateError:  # type: ignore[override]
+        """The same group holding only ``excs`` (what ``split``, ``subgroup`` and ``except*`` call)."""
+        ids = {id(exc) for exc in excs}
+        kept = {label: exc for label, exc in self.errors.items() if id(exc) in ids}
+        return AggregateError(self.message, excs, errors=kept, portfolio=self.portfolio)
+
+    if TYPE_CHECKING:  # what derive() makes them return, for type checkers
+
+        def split(  # type: ignore[override]
+            self, matcher_value: _Matcher, /
+        ) -> tuple[AggregateError | None, AggregateError | None]: ...
+
+        def subgroup(self, matcher_value: _Matcher, /) -> AggregateError | None:  # type: ignore[override]
+            ...

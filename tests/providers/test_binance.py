@@ -38,7 +38,8 @@ from bastion_balance.testing._binance import (
 
 from .._vcr import RECORDING, cassette_vcr
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared/fixtures/recorded/binance_usdm_fapi_v2_account.json"
+#: A real Binance answer recorded by ccxt's static tests (provenance: tests/fixtures/README.md).
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "binance_usdm_fapi_v2_account.json"
 NOW_NS = 1_700_000_000_000 * 10**6  # a fixed client clock: 2023-11-14T22:13:20Z
 NOW_MS = NOW_NS // 10**6
 URL = "https://fapi.binance.com"
@@ -96,7 +97,7 @@ class TestSigner:
         )
 
     def test_local_vector(self) -> None:
-        """The local vector of exchanges.md §6.2 (recvWindow and timestamp only) reproduces."""
+        """The local vector of docs/venues/binance.md, 'Signing and the clock' (recvWindow, timestamp) reproduces."""
         assert binance_sign("recvWindow=5000&timestamp=1591702613943", BINANCE_TEST_SECRET) == (
             "5581570ecf76b9b74c6f1a66ef6520c2959a75c32641affb2634d655d6e64db8"
         )
@@ -583,7 +584,7 @@ class TestAgainstSimulator:
         assert any("BTC" in warning for warning in portfolio.warnings)
 
     def test_logs_show_no_signature_and_no_key(self, caplog: pytest.LogCaptureFixture) -> None:
-        """httpx's request log line of a Binance call has the signature masked and no key (Decisions 17)."""
+        """httpx's request log line of a Binance call has the signature masked and no key (docs/decisions.md §17)."""
         provider = binance()
         expected = binance_sign(f"timestamp={NOW_MS}&recvWindow=5000", BINANCE_TEST_SECRET)
         with caplog.at_level(logging.DEBUG), client_for(Simulator(server())) as client:

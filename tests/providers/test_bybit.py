@@ -40,9 +40,8 @@ from bastion_balance.testing._bybit import (
 
 from .._vcr import RECORDING, SCRUBBED, _scrub_request, _scrub_response, cassette_vcr
 
-FIXTURE = (
-    Path(__file__).resolve().parents[3] / "shared/fixtures/recorded/bybit_v5_wallet_balance_unified.json"
-)
+#: A real Bybit answer recorded by ccxt's static tests (provenance: tests/fixtures/README.md).
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bybit_v5_wallet_balance_unified.json"
 NOW_NS = 1_672_125_440_406 * 10**6  # the local vector's timestamp
 NOW_MS = NOW_NS // 10**6
 URL = "https://api.bybit.com"
@@ -79,7 +78,7 @@ def wallet(**changes: object) -> dict[str, Any]:
 
 class TestSigner:
     def test_local_vector(self) -> None:
-        """The local vector of exchanges.md §7.2 reproduces."""
+        """The local vector of docs/venues/bybit.md, 'Signing and the clock' reproduces."""
         assert bybit_sign(
             1672125440406, "XXXXXXXXXX", 5000, "accountType=UNIFIED", "test_secret_0123456789"
         ) == ("214a03ae51d93a9b33e732658b8e526e848acbf712c8f730d24d88b88f462734")
@@ -413,7 +412,7 @@ class TestConfiguration:
         assert bybit(environment=environment).base_url == url
 
     def test_regional_hosts(self) -> None:
-        """Every regional mainnet of exchanges.md §7.1 is selectable."""
+        """Every regional mainnet of docs/venues/bybit.md, 'Hosts' is selectable."""
         assert {k: ENVIRONMENTS[k] for k in ("nl", "tr", "kz", "ge", "ae", "eu", "id", "jp")} == {
             "nl": "https://api.bybit.nl",
             "tr": "https://api.bybit.tr",

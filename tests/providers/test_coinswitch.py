@@ -84,7 +84,7 @@ class TestSigner:
         ],
     )
     def test_local_vectors(self, path: str, expected: str) -> None:
-        """The local vectors of exchanges.md §4.2 (RFC 8032 test-1 key) reproduce exactly."""
+        """The local vectors of docs/venues/coinswitch.md, 'Signing' (RFC 8032 test-1 key) reproduce exactly."""
         assert expected == coinswitch_sign("GET", path, EPOCH, COINSWITCH_TEST_SECRET)
 
     def test_rfc8032_empty_message(self) -> None:
@@ -493,10 +493,12 @@ class TestAgainstSimulator:
         assert venue.calls == 1
 
     def test_burst_of_twenty_then_wait(self) -> None:
-        """Twenty calls per key go straight out; the 21st would wait ~3 s and is refused at once."""
+        """Twenty calls per key go straight out; the 21st waits for the first to leave the 60 s
+        window (a bucket would let it through after 3 s) and is refused at once."""
         state = _state.shared_state("coinswitch", DEFAULT_BASE_URL, COINSWITCH_TEST_KEY)
-        state.limiters["wallet_balance"] = _state.RateLimiter(
-            *RATE_LIMIT, "wallet_balance", monotonic=lambda: 0.0
+        limit, window = RATE_LIMIT
+        state.limiters["wallet_balance"] = _state.WindowLimiter(
+            limit, limit / window, "wallet_balance", monotonic=lambda: 0.0, window=window
         )
         venue = SimulatedCoinSwitch()
         with client_for(Simulator(venue)) as client:
@@ -504,7 +506,7 @@ class TestAgainstSimulator:
                 client.fetch(coinswitch(label="a"), timeout=0.5)
             with pytest.raises(bb.RateLimitedError) as info:
                 client.fetch(coinswitch(label="b"), timeout=0.5)
-        assert info.value.retry_after == pytest.approx(3.0)
+        assert info.value.retry_after == pytest.approx(60.0)
         assert venue.calls == 20
 
     def test_limiter_is_per_key(self) -> None:
@@ -513,7 +515,8 @@ class TestAgainstSimulator:
         throttle = next(flow)
         flow.close()
         assert isinstance(throttle, Throttle)
-        assert (throttle.limiter.capacity, throttle.limiter.rate) == (20, 20 / 60)
+        assert isinstance(throttle.limiter, _state.WindowLimiter)
+        assert (throttle.limiter.capacity, throttle.limiter.window) == (20, 60 + _state.window_margin(60))
         other = coinswitch(label="two").balance_flow()
         assert next(other).limiter is throttle.limiter  # type: ignore[union-attr]
         other.close()

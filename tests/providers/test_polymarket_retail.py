@@ -85,7 +85,7 @@ def usd(**changes: Any) -> dict[str, Any]:  # noqa: ANN401
 class TestSigner:
     @pytest.mark.parametrize("secret", [POLYMARKET_RETAIL_TEST_SEED, POLYMARKET_RETAIL_TEST_SECRET])
     def test_local_vector(self, secret: str) -> None:
-        """The §3.5 vector reproduces from both the 32-byte and the 64-byte secret forms."""
+        """The local vector (docs/venues/polymarket-us-retail.md, 'Signing') reproduces from both secret forms."""
         assert VECTOR == polymarket_retail_sign(STAMP, "GET", "/v1/account/balances", secret)
 
     def test_method_upper_cased(self) -> None:
@@ -487,16 +487,20 @@ class TestAgainstSimulator:
         assert venue.calls == 2
 
     def test_burst_of_twenty_per_second(self) -> None:
-        """Twenty calls per key go straight out; the 21st needs ~50 ms and a tiny deadline refuses it."""
+        """Twenty calls per key go straight out; the 21st waits for the first to leave the one-second
+        window (a bucket would let it through after 50 ms: 38 in a second), and a short deadline refuses it."""
         state = _state.shared_state("polymarket_us_retail", DEFAULT_BASE_URL, POLYMARKET_RETAIL_TEST_KEY_ID)
-        state.limiters["requests"] = _state.RateLimiter(*RATE_LIMIT, "requests", monotonic=lambda: 0.0)
+        limit, window = RATE_LIMIT
+        state.limiters["requests"] = _state.WindowLimiter(
+            limit, limit / window, "requests", monotonic=lambda: 0.0, window=window
+        )
         venue = SimulatedPolymarketRetail()
         with client_for(Simulator(venue)) as client:
             for _ in range(20):
                 client.fetch(retail(), timeout=0.5)
             with pytest.raises(bb.RateLimitedError, match="client-side rate limit") as info:
-                client.fetch(retail(), timeout=0.01)
-        assert info.value.retry_after == pytest.approx(0.05)
+                client.fetch(retail(), timeout=0.5)
+        assert info.value.retry_after == pytest.approx(1.0)
         assert venue.calls == 20
 
     def test_limiter_is_per_key(self) -> None:
@@ -505,7 +509,8 @@ class TestAgainstSimulator:
         throttle = next(flow)
         flow.close()
         assert isinstance(throttle, Throttle)
-        assert (throttle.limiter.capacity, throttle.limiter.rate) == (20, 20)
+        assert isinstance(throttle.limiter, _state.WindowLimiter)
+        assert (throttle.limiter.capacity, throttle.limiter.window) == (20, 1 + _state.window_margin(1))
         other = retail(label="two").balance_flow()
         assert next(other).limiter is throttle.limiter  # type: ignore[union-attr]
         other.close()

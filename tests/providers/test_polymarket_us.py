@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import bastion_balance as bb
 from bastion_balance import _state
-from bastion_balance._protocol import Acquire, Throttle
+from bastion_balance._protocol import Acquire, Release, Throttle
 from bastion_balance.providers.polymarket_us import (
     ASSERTION_LIFETIME,
     BALANCE_PATH,
@@ -199,7 +199,8 @@ class TestClientAssertion:
         assert effect.lock is token_cache().refresh_lock
         effect.lock.acquire()  # as a driver does
         request = flow.send(None)
-        flow.close()  # releases the lock
+        flow.close()
+        effect.lock.release()  # as a driver does with what the flow still holds at its end
         assert not token_cache().refresh_lock.locked()
         assert isinstance(request, httpx.Request)
         assert str(request.url) == TOKEN_URL
@@ -984,11 +985,13 @@ def test_waiter_uses_token_refreshed_meanwhile() -> None:
     lock.acquire()
     assert isinstance(first.send(None), httpx.Request)  # the token request
     answer = json_response(200, {"access_token": "tok", "token_type": "Bearer", "expires_in": 180})
-    assert isinstance(first.send(answer), Throttle)  # token stored, lock released
-    assert not lock.locked()
+    assert isinstance(first.send(answer), Release)  # token stored, lock given back
+    lock.release()
+    assert isinstance(first.send(None), Throttle)
     lock.acquire()
-    assert isinstance(second.send(None), Throttle)  # found the token, asked nobody
-    assert not lock.locked()
+    assert isinstance(second.send(None), Release)  # found the token, asked nobody
+    lock.release()
+    assert isinstance(second.send(None), Throttle)
     request = second.send(None)
     assert request.headers["Authorization"] == "Bearer tok"  # type: ignore[union-attr]
     first.close()

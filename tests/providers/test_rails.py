@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 import bastion_balance as bb
 from bastion_balance import _state
 from bastion_balance._decimal import exact_context, loads
-from bastion_balance._protocol import Acquire, Throttle
+from bastion_balance._protocol import Acquire, Release, Throttle
+from bastion_balance.providers._common import SignedRequest
 from bastion_balance.providers.rails import (
     BALANCES_PATH,
     TOKEN_LIMIT,
@@ -432,20 +433,29 @@ class TestConfiguration:
 
 
 def drive(flow: Any, answers: list[httpx.Response]) -> list[object]:
-    """Run a flow by hand: take locks, skip throttles, answer requests in order."""
+    """Run a flow by hand as a driver does: take and give back turns (and release whatever the
+    flow still holds at its end), skip throttles, answer requests in order."""
     effects: list[object] = []
     reply: httpx.Response | None = None
+    held: list[Any] = []
     try:
         while True:
             effect = flow.send(reply)
             effects.append(effect)
             reply = None
             if isinstance(effect, Acquire):
-                assert effect.lock.acquire(blocking=False)
+                assert effect.lock.acquire(timeout=0)
+                held.append(effect.lock)
+            elif isinstance(effect, Release):
+                assert effect.lock.release()
+                held.remove(effect.lock)
             elif isinstance(effect, httpx.Request):
                 reply = answers.pop(0)
     except StopIteration as stop:
         effects.append(stop.value)
+    finally:
+        for lock in held:
+            lock.release()
     return effects
 
 
@@ -458,10 +468,17 @@ class TestFlow:
         provider = rails()
         flow = provider.balance_flow()
         effects = drive(flow, [json_response(200, TOKEN_OK), json_response(200, RAILS_DOCUMENTED_BALANCES)])
-        assert [type(e) for e in effects] == [Acquire, Throttle, httpx.Request, httpx.Request, bb.Balance]
+        assert [type(e) for e in effects] == [
+            Acquire,
+            Throttle,
+            SignedRequest,
+            Release,
+            SignedRequest,
+            bb.Balance,
+        ]
         assert effects[1].limiter.name == "token"  # type: ignore[attr-defined]
         assert (effects[1].limiter.capacity, effects[1].limiter.rate) == TOKEN_LIMIT  # type: ignore[attr-defined]
-        assert effects[3].headers["Authorization"] == "Bearer tok"  # type: ignore[attr-defined]
+        assert effects[4].headers["Authorization"] == "Bearer tok"  # type: ignore[attr-defined]
         assert not token_state(provider).token.refresh_lock.locked()
 
     def test_warm_flow_takes_no_lock(self) -> None:
@@ -469,18 +486,17 @@ class TestFlow:
         provider = rails()
         token_state(provider).token.store("cached", 1800)
         effects = drive(provider.balance_flow(), [json_response(200, RAILS_DOCUMENTED_BALANCES)])
-        assert [type(e) for e in effects] == [httpx.Request, bb.Balance]
+        assert [type(e) for e in effects] == [SignedRequest, bb.Balance]
 
     def test_lock_released_when_closed_while_throttled(self) -> None:
-        """A fetch abandoned while waiting for the limiter releases the refresh lock."""
+        """A fetch that gives up waiting for the token limiter leaves the refresh lock free
+        (the driver releases what the flow took)."""
         provider = rails()
-        flow = provider.balance_flow()
-        acquire = next(flow)
-        assert isinstance(acquire, Acquire)
-        assert acquire.lock.acquire(blocking=False)
-        assert isinstance(flow.send(None), Throttle)
-        flow.close()
-        assert not acquire.lock.locked()
+        token_state(provider).limiter("token", *TOKEN_LIMIT).drain(TOKEN_LIMIT[0])
+        with client_for(Simulator(SimulatedRails())) as client:
+            with pytest.raises(bb.RateLimitedError, match="client-side"):
+                client.fetch(provider, timeout=0.5)
+        assert not token_state(provider).token.refresh_lock.locked()
 
     def test_other_fetch_refreshed_meanwhile(self) -> None:
         """A fetch that waited for the lock uses the token another fetch just stored."""
@@ -489,7 +505,10 @@ class TestFlow:
         acquire = next(flow)
         token_state(provider).token.store("from-other", 1800)
         assert isinstance(acquire, Acquire)
-        assert acquire.lock.acquire(blocking=False)
+        assert acquire.lock.acquire(timeout=0)
+        release = flow.send(None)
+        assert isinstance(release, Release) and release.lock is acquire.lock
+        release.lock.release()
         request = flow.send(None)
         assert isinstance(request, httpx.Request)
         assert request.headers["Authorization"] == "Bearer from-other"

@@ -11,12 +11,13 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
+from urllib.parse import unquote_plus
 
 import httpx
 
 from .._decimal import AmountError, loads, to_decimal
-from .._protocol import Acquire, Effect, Throttle
+from .._protocol import Acquire, Effect, Release, Throttle
 from .._state import RateLimiter, TokenCache, set_clock_offset
 from .._version import __version__
 from ..exceptions import (
@@ -30,13 +31,17 @@ from ..exceptions import (
 
 __all__ = [
     "USER_AGENT",
+    "MASKED_PARAMS",
     "NoPickle",
+    "Secret",
+    "SignedRequest",
     "cached_token",
     "check_base_url",
     "credential",
     "decode_object",
     "extra_figures",
     "label_or",
+    "masked_url",
     "measure_clock_offset",
     "milliseconds",
     "now_utc",
@@ -50,7 +55,7 @@ USER_AGENT: Final = f"bastion-balance/{__version__}"
 
 
 class NoPickle:
-    """Providers hold secrets: refuse pickling and copying (Decisions 19)."""
+    """Providers hold secrets: refuse pickling and copying (docs/decisions.md §19)."""
 
     __slots__ = ()
 
@@ -159,7 +164,11 @@ def status_error(
     message: str,
     code: str | int | None = None,
 ) -> ExchangeAPIError:
-    """The exception for a non-2xx answer, by HTTP status (venues refine it by code)."""
+    """The exception for a non-2xx answer, by HTTP status (venues refine it by code).
+
+    A 429's and a 5xx's ``Retry-After`` (seconds or an HTTP date) becomes ``retry_after``, so
+    the retry waits at least as long as the venue asked.
+    """
     status = response.status_code
     text = f"{venue}: HTTP {status}: {message}"
     if status in {401, 403}:
@@ -173,7 +182,13 @@ def status_error(
             retry_after=retry_after_seconds(response.headers),
         )
     if status >= 500 or status == 408:
-        return ServiceUnavailableError(text, venue=venue, code=code, status_code=status)
+        return ServiceUnavailableError(
+            text,
+            venue=venue,
+            code=code,
+            status_code=status,
+            retry_after=retry_after_seconds(response.headers),
+        )
     return ExchangeAPIError(text, venue=venue, code=code, status_code=status)
 
 
@@ -198,10 +213,19 @@ def parse_bearer_token(response: httpx.Response, *, venue: str, default_lifetime
 
     A missing ``expires_in`` means ``default_lifetime``; a token that is empty or has spaces, a
     ``token_type`` other than Bearer, and a lifetime that is not a positive number are refused.
-    The token itself never appears in an error.
+    The token itself never appears in an error, nor in the locals of a traceback: a body that
+    is not a JSON object is refused without quoting it, and the token is held as a ``Secret``.
     """
-    payload = decode_object(response, venue=venue)
-    token = payload.get("access_token")
+    try:
+        payload = decode_object(response, venue=venue)
+    except UnexpectedResponseError:
+        payload = None  # the message and its chained error would quote the body: a token
+    if payload is None:
+        msg = "the token answer is not a JSON object"
+        raise UnexpectedResponseError(msg, venue=venue, field="$", value="<hidden>")
+    raw = payload.pop("access_token", None)
+    token = Secret(raw) if isinstance(raw, str) else raw
+    del raw
     if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
         msg = "the token answer has no usable access_token"
         raise UnexpectedResponseError(msg, venue=venue, field="$.access_token", value="<hidden>")
@@ -241,25 +265,25 @@ def cached_token(
     token = cache.get(margin)
     if token is not None:
         return token, True
-    yield Acquire(cache.refresh_lock)
+    yield Acquire(cache.refresh_lock)  # on an error the driver releases it
+    token = cache.get(margin)  # another fetch may have refreshed it while we waited
+    if token is not None:
+        yield Release(cache.refresh_lock)
+        return token, True
+    if limiter is not None:
+        yield Throttle(limiter)
+    response = yield request()
+    assert response is not None  # noqa: S101  # the drivers always answer a request
     try:
-        token = cache.get(margin)  # another fetch may have refreshed it while we waited
-        if token is not None:
-            return token, True
+        token, lifetime = parse(response)
+    except RateLimitedError:
         if limiter is not None:
-            yield Throttle(limiter)
-        response = yield request()
-        assert response is not None  # noqa: S101  # the drivers always answer a request
-        try:
-            token, lifetime = parse(response)
-        except RateLimitedError:
-            if limiter is not None:
-                limiter.drain(limiter.capacity)
-            raise
-        cache.store(token, lifetime)
-        return token, False
-    finally:
-        cache.refresh_lock.release()
+            limiter.drain(limiter.capacity)
+        raise
+    token = Secret(token)  # a suspended or failing frame's repr of it shows '***'
+    cache.store(token, lifetime)
+    yield Release(cache.refresh_lock)
+    return token, False
 
 
 def one_of(value: object, options: Iterable[str], *, venue: str, name: str) -> str:
@@ -289,7 +313,7 @@ def measure_clock_offset(
 ) -> Generator[Effect, httpx.Response | None, None]:
     """Sub-flow: read the venue's server time once and keep the offset for ``base_url``.
 
-    Decisions 8 and 19: done lazily, after the venue refused a timestamp. The offset is the
+    docs/decisions.md §8 and §19: done lazily, after the venue refused a timestamp. The offset is the
     server's time minus the midpoint of the local clock around the request.
     """
     sent = now_ms()
@@ -297,3 +321,48 @@ def measure_clock_offset(
     assert answer is not None  # noqa: S101  # the drivers always answer a request
     server = parse(answer)
     set_clock_offset(venue, base_url, server - (sent + now_ms()) // 2)
+
+
+class Secret(str):
+    """A credential, bearer token or signature: the real text everywhere but in ``repr``.
+
+    ``str()``, f-strings, comparison, hashing and ``encode()`` give the real value, so it goes
+    into headers and request bodies unchanged; ``repr()`` is ``'***'``, so a traceback that
+    records its frames' local variables (``capture_locals=True``, error trackers) and the reprs
+    of objects holding one show nothing.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+#: Query parameters whose values :func:`masked_url` hides (compared case-insensitively).
+MASKED_PARAMS: Final = frozenset({"signature", "sign", "sig", "access_token", "token", "api_key", "secret"})
+
+
+def masked_url(url: httpx.URL, names: frozenset[str] = MASKED_PARAMS) -> str:
+    """``url`` as text with the values of the query parameters in ``names`` replaced by ``***``."""
+    if not url.query:
+        return str(url)
+    parts = []
+    for part in url.query.decode("ascii", "replace").split("&"):
+        name, sep, _ = part.partition("=")
+        parts.append(f"{name}=***" if sep and unquote_plus(name).lower() in names else part)
+    return f"{url.copy_with(query=None, fragment=None)}?{'&'.join(parts)}"
+
+
+class SignedRequest(httpx.Request):
+    """An ``httpx.Request`` that carries credentials; its ``repr`` hides them.
+
+    ``repr`` shows the method and the URL with signature-like query values masked (Binance
+    signs the query string) and never a header; a plain ``httpx.Request`` shows its full URL.
+    It is sent like any request: httpx and the drivers see an ``httpx.Request``.
+    """
+
+    #: Query parameters whose values ``repr`` hides; a subclass may add its venue's own.
+    masked_params: ClassVar[frozenset[str]] = MASKED_PARAMS
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}({self.method!r}, {masked_url(self.url, self.masked_params)!r})>"

@@ -1,9 +1,9 @@
-"""Binance USD-M futures: ``GET /fapi/v2/account`` (exchanges.md §6, PRODUCT.md mapping).
+"""Binance USD-M futures: ``GET /fapi/v2/account`` (docs/venues/binance.md).
 
 ``total`` = ``totalMarginBalance`` (wallet + unrealized PnL), ``available`` =
 ``availableBalance``, ``wallet`` = ``totalWalletBalance``, ``margin_used`` =
 ``totalInitialMargin``, ``unrealized_pnl`` = ``totalUnrealizedProfit``. The currency is ``USDT``
-in single-asset mode and ``USD`` when ``multiAssetsMargin`` is true (Decisions 6: v2, not v3,
+in single-asset mode and ``USD`` when ``multiAssetsMargin`` is true (docs/decisions.md §6: v2, not v3,
 because only v2 says which mode the account is in). In single-asset mode Binance's totals
 cover USDT only: every other asset with a non-zero ``walletBalance`` is listed in
 ``Balance.uncounted``.
@@ -38,6 +38,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     check_base_url,
     credential,
     decode_object,
@@ -67,7 +69,7 @@ ACCOUNT_PATH: Final = "/fapi/v2/account"
 SERVER_TIME_PATH: Final = "/fapi/v1/time"
 
 #: ``environment=`` -> base URL. Binance's docs now name ``demo-fapi`` as the futures testnet;
-#: the official SDK still ships ``testnet.binancefuture.com`` (exchanges.md §6.1).
+#: the official SDK still ships ``testnet.binancefuture.com`` (docs/venues/binance.md, 'Hosts').
 ENVIRONMENTS: Final[Mapping[str, str]] = {
     "prod": DEFAULT_BASE_URL,
     "demo": "https://demo-fapi.binance.com",
@@ -161,6 +163,9 @@ def binance_error(
         return RateLimitedError(
             text, venue=VENUE, code=code, status_code=status, retry_after=wait, transient=not banned
         )
+    if cls is ServiceUnavailableError:  # a 503's Retry-After: the retry waits at least that long
+        wait = retry_after_seconds(response.headers)
+        return ServiceUnavailableError(text, venue=VENUE, code=code, status_code=status, retry_after=wait)
     return cls(text, venue=VENUE, code=code, status_code=status)
 
 
@@ -254,9 +259,14 @@ class BinanceFutures(NoPickle):
     def build_request(self, timestamp_ms: int) -> httpx.Request:
         """The signed account request: ``timestamp``, ``recvWindow``, then ``signature`` last."""
         query = urlencode([("timestamp", str(timestamp_ms)), ("recvWindow", str(self.recv_window))])
-        signed = f"{query}&signature={binance_sign(query, self.api_secret)}"
-        headers = {"X-MBX-APIKEY": self.api_key, "Accept": "application/json", "User-Agent": USER_AGENT}
-        return httpx.Request("GET", f"{self.base_url}{ACCOUNT_PATH}?{signed}", headers=headers)
+        signed = Secret(f"{query}&signature={binance_sign(query, self.api_secret)}")
+        headers = {
+            "X-MBX-APIKEY": Secret(self.api_key),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        # SignedRequest: its repr (a traceback's locals) masks the signature in the query
+        return SignedRequest("GET", f"{self.base_url}{ACCOUNT_PATH}?{signed}", headers=headers)
 
     def server_time_request(self) -> httpx.Request:
         """The public, unsigned server-time request (read once after a ``-1021``)."""
@@ -328,19 +338,20 @@ class BinanceFutures(NoPickle):
         )
 
     def _weight_limiter(self) -> RateLimiter:
-        # Binance counts request weight per IP, not per key: one bucket per base URL.
-        return shared_state(VENUE, self.base_url, "ip").limiter("weight", WEIGHT_PER_MINUTE, 40)
+        # Binance counts request weight per IP, not per key, per minute: one sliding window per
+        # base URL (a bucket refilling 40 per second would let a minute exceed 2,400).
+        return shared_state(VENUE, self.base_url, "ip").window_limiter("weight", WEIGHT_PER_MINUTE, 60.0)
 
     def _note_weight(self, limiter: RateLimiter, response: httpx.Response) -> None:
         used = response.headers.get(USED_WEIGHT_HEADER, "")
-        if used.isdigit():
+        if used.isascii() and used.isdigit() and len(used) <= 18:  # int() refuses "²" and 5,000 digits
             limiter.drain(int(used))
 
     def balance_flow(self) -> Flow:
         """Throttle by IP weight, sign with the (corrected) clock, send, parse.
 
         A ``-1021`` (timestamp outside recvWindow) reads Binance's server time once, keeps the
-        offset for this base URL, re-signs and retries exactly once (Decisions 8 and 19).
+        offset for this base URL, re-signs and retries exactly once (docs/decisions.md §8 and §19).
         """
         limiter = self._weight_limiter()
         for attempt in range(2):

@@ -1,4 +1,4 @@
-"""Bybit V5: ``GET /v5/account/wallet-balance?accountType=UNIFIED`` (exchanges.md §7).
+"""Bybit V5: ``GET /v5/account/wallet-balance?accountType=UNIFIED`` (docs/venues/bybit.md).
 
 ``total`` = ``totalEquity``, ``available`` = ``totalAvailableBalance``, ``wallet`` =
 ``totalWalletBalance``, ``margin_used`` = ``totalInitialMargin``, ``unrealized_pnl`` =
@@ -35,6 +35,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     check_base_url,
     credential,
     decode_object,
@@ -63,7 +65,7 @@ DEFAULT_BASE_URL: Final = "https://api.bybit.com"
 WALLET_BALANCE_PATH: Final = "/v5/account/wallet-balance"
 SERVER_TIME_PATH: Final = "/v5/market/time"
 
-#: ``environment=`` -> base URL (exchanges.md §7.1). Regional sites are separate Bybit
+#: ``environment=`` -> base URL (docs/venues/bybit.md, 'Hosts'). Regional sites are separate Bybit
 #: entities: a key made on one works only on its own host (``10003`` elsewhere).
 ENVIRONMENTS: Final[Mapping[str, str]] = {
     "prod": DEFAULT_BASE_URL,
@@ -88,6 +90,7 @@ ACCOUNT_TYPES: Final = ("UNIFIED", "CONTRACT", "SPOT")
 #: wallet-balance is limited per UID to 50 calls per second; the UID is unknown before the
 #: first call, so the client-side bucket is kept per API key (one key belongs to one UID).
 CALLS_PER_SECOND: Final = 50
+_MAX_HEADER_DIGITS: Final = 18
 IP_BAN_SECONDS: Final = 600.0
 TOTALS: Final = (
     "totalEquity",
@@ -129,7 +132,7 @@ _ERRORS: Final[Mapping[int, tuple[type[ExchangeAPIError], str]]] = {
 def bybit_sign(timestamp_ms: int | str, api_key: str, recv_window: int | str, query: str, secret: str) -> str:
     """X-BAPI-SIGN: hex HMAC-SHA256(secret, timestamp + api_key + recv_window + query).
 
-    Pure and deterministic; checked against the local vector of exchanges.md §7.2.
+    Pure and deterministic; checked against the local vector of docs/venues/bybit.md, 'Signing and the clock'.
     """
     message = f"{timestamp_ms}{api_key}{recv_window}{query}"
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
@@ -148,10 +151,19 @@ def _integer(value: object, *, field: str) -> int:
     return int(number)
 
 
+def _digits(text: str) -> bool:
+    """A header holding a plain count or Unix time: ASCII digits, few enough for int() and float().
+
+    ``str.isdigit()`` alone also passes ``"²"`` (which ``int()`` refuses) and thousands of
+    digits (which ``int()`` or the float division refuses).
+    """
+    return text.isascii() and text.isdigit() and len(text) <= _MAX_HEADER_DIGITS
+
+
 def reset_wait(headers: httpx.Headers, now_ms: int) -> float | None:
     """Seconds until ``X-Bapi-Limit-Reset-Timestamp`` (ms), else ``Retry-After``, else None."""
     reset = headers.get("X-Bapi-Limit-Reset-Timestamp", "")
-    if reset.isdigit():
+    if _digits(reset):
         return max(0.0, (int(reset) - now_ms) / 1000)
     return retry_after_seconds(headers)
 
@@ -164,6 +176,9 @@ def bybit_error(code: int, message: str, *, response: httpx.Response, now_ms: in
     if cls is RateLimitedError:
         wait = reset_wait(response.headers, now_ms)
         return RateLimitedError(text, venue=VENUE, code=code, status_code=status, retry_after=wait)
+    if cls is ServiceUnavailableError:  # a Retry-After with it: the retry waits at least that long
+        wait = retry_after_seconds(response.headers)
+        return ServiceUnavailableError(text, venue=VENUE, code=code, status_code=status, retry_after=wait)
     return cls(text, venue=VENUE, code=code, status_code=status)
 
 
@@ -281,16 +296,16 @@ class Bybit(NoPickle):
     def build_request(self, timestamp_ms: int) -> httpx.Request:
         """The signed wallet-balance request; X-BAPI-SIGN covers the exact query sent."""
         query = urlencode([("accountType", self.account_type)])
-        sign = bybit_sign(timestamp_ms, self.api_key, self.recv_window, query, self.api_secret)
+        sign = Secret(bybit_sign(timestamp_ms, self.api_key, self.recv_window, query, self.api_secret))
         headers = {
-            "X-BAPI-API-KEY": self.api_key,
+            "X-BAPI-API-KEY": Secret(self.api_key),
             "X-BAPI-TIMESTAMP": str(timestamp_ms),
             "X-BAPI-RECV-WINDOW": str(self.recv_window),
             "X-BAPI-SIGN": sign,
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("GET", f"{self.base_url}{WALLET_BALANCE_PATH}?{query}", headers=headers)
+        return SignedRequest("GET", f"{self.base_url}{WALLET_BALANCE_PATH}?{query}", headers=headers)
 
     def server_time_request(self) -> httpx.Request:
         """The public, unsigned server-time request (read once after a ``10002``)."""
@@ -359,18 +374,18 @@ class Bybit(NoPickle):
 
     def _limiter(self) -> RateLimiter:
         state = shared_state(VENUE, self.base_url, self.api_key)
-        return state.limiter("wallet-balance", CALLS_PER_SECOND, CALLS_PER_SECOND)
+        return state.window_limiter("wallet-balance", CALLS_PER_SECOND, 1.0)  # 50 in any second
 
     def _note_limit(self, limiter: RateLimiter, response: httpx.Response) -> None:
         remaining = response.headers.get("X-Bapi-Limit-Status", "")
-        if remaining.isdigit():
+        if _digits(remaining):
             limiter.drain(max(0, limiter.capacity - int(remaining)))
 
     def balance_flow(self) -> Flow:
         """Throttle per key, sign with the (corrected) clock, send, parse.
 
         A ``10002`` (timestamp outside recv_window) reads Bybit's server time once, keeps the
-        offset for this base URL, re-signs and retries exactly once (Decisions 8 and 19).
+        offset for this base URL, re-signs and retries exactly once (docs/decisions.md §8 and §19).
         """
         limiter = self._limiter()
         for attempt in range(2):

@@ -1,4 +1,4 @@
-"""CoinSwitch PRO futures: ``GET /trade/api/v2/futures/wallet_balance`` (exchanges.md §4).
+"""CoinSwitch PRO futures: ``GET /trade/api/v2/futures/wallet_balance`` (docs/venues/coinswitch.md).
 
 ``total`` = ``total_balance``, ``available`` = ``total_available_balance``, ``wallet`` =
 ``total_balance``, ``margin_used`` = ``total_blocked_balance``, all of the
@@ -37,6 +37,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     check_base_url,
     credential,
     decode_object,
@@ -53,12 +55,12 @@ DEFAULT_BASE_URL: Final = "https://coinswitch.co"
 WALLET_BALANCE_PATH: Final = "/trade/api/v2/futures/wallet_balance"
 
 #: wallet_balance: 20 requests per 60 seconds per API key (capacity, units per second).
-RATE_LIMIT: Final = (20.0, 20 / 60)
+RATE_LIMIT: Final = (20.0, 60.0)  # 20 calls in any 60 s, per key
 
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
-#: HTTP status -> what it means at CoinSwitch (exchanges.md §4.4). CoinSwitch has no error
-#: codes of its own: the class follows the status (401/403 AuthenticationError, 429
+#: HTTP status -> what it means at CoinSwitch (docs/venues/coinswitch.md, 'Errors'). It has no
+#: error codes of its own: the class follows the status (401/403 AuthenticationError, 429
 #: RateLimitedError, 5xx ServiceUnavailableError, other 4xx ExchangeAPIError, see
 #: ``status_error``) and the status is kept on ``.code``.
 _MEANINGS: Final[Mapping[int, str]] = {
@@ -77,7 +79,7 @@ def coinswitch_sign(method: str, path_with_query: str, epoch: int | str, secret_
     """X-AUTH-SIGNATURE: hex Ed25519 signature of ``METHOD + unquote_plus(path?query) + epoch``.
 
     Pure and deterministic (Ed25519 signatures are); ``secret_hex`` is the hex of the 32-byte
-    seed. Checked against the local vectors of exchanges.md §4.2.
+    seed. Checked against the local vectors of docs/venues/coinswitch.md, 'Signing'.
     """
     message = f"{method.upper()}{unquote_plus(path_with_query)}{epoch}"
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(secret_hex))
@@ -200,14 +202,16 @@ class CoinSwitch(NoPickle):
     def build_request(self, epoch_ms: int) -> httpx.Request:
         """The signed wallet_balance request at ``epoch_ms`` (Unix milliseconds)."""
         headers = {
-            "X-AUTH-APIKEY": self.api_key,
-            "X-AUTH-SIGNATURE": coinswitch_sign("GET", WALLET_BALANCE_PATH, epoch_ms, self.api_secret),
+            "X-AUTH-APIKEY": Secret(self.api_key),
+            "X-AUTH-SIGNATURE": Secret(
+                coinswitch_sign("GET", WALLET_BALANCE_PATH, epoch_ms, self.api_secret)
+            ),
             "X-AUTH-EPOCH": str(epoch_ms),
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("GET", self.base_url + WALLET_BALANCE_PATH, headers=headers)
+        return SignedRequest("GET", self.base_url + WALLET_BALANCE_PATH, headers=headers)
 
     def parse_response(self, response: httpx.Response) -> Balance:
         """The Balance in a wallet_balance answer, or the exception its status means."""
@@ -268,7 +272,7 @@ class CoinSwitch(NoPickle):
     def balance_flow(self) -> Flow:
         """Wait for this key's 20-per-minute budget, sign with the current epoch, send, parse."""
         state = shared_state(VENUE, self.base_url, self.api_key)
-        limiter = state.limiter("wallet_balance", *RATE_LIMIT)
+        limiter = state.window_limiter("wallet_balance", *RATE_LIMIT)
         yield Throttle(limiter)
         response = yield self.build_request(self.clock() // 1_000_000)
         assert response is not None  # noqa: S101  # the drivers always answer a request

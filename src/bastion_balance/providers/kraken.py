@@ -1,4 +1,4 @@
-"""Kraken spot: ``POST /0/private/TradeBalance`` (exchanges.md §2, PRODUCT.md mapping).
+"""Kraken spot: ``POST /0/private/TradeBalance`` (docs/venues/kraken.md).
 
 ``total`` = ``e`` (equity = trade balance + unrealized P/L), ``available`` = ``mf`` (free
 margin), ``wallet`` = ``tb``, ``margin_used`` = ``m``, ``unrealized_pnl`` = ``n``; every other
@@ -35,6 +35,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     check_base_url,
     credential,
     decode_object,
@@ -57,6 +59,10 @@ TIERS: Final[Mapping[str, tuple[float, float]]] = {
     "intermediate": (20, 0.5),
     "pro": (20, 1.0),
 }
+
+#: Calls kept free below the tier's maximum: a call is counted by Kraken when it arrives, a
+#: little after we booked it.
+COUNTER_MARGIN: Final = 1
 
 #: Kraken's asset codes -> the common currency names (the venue's name is kept where unknown).
 ASSET_ALIASES: Final[Mapping[str, str]] = {
@@ -132,10 +138,16 @@ def error_key(message: str) -> str:
     return ":".join(parts[:2])
 
 
+_MAX_STAMP_DIGITS: Final = 18
+
+
 def _throttled_for(message: str, now_s: int) -> float | None:
     parts = [part.strip() for part in message.split(":")]
-    if len(parts) >= 3 and parts[2].isdigit():
-        return float(max(0, int(parts[2]) - now_s))  # float-ok: a wait in seconds
+    # ASCII digits only ("²".isdigit() is true but int() refuses it), and few enough that
+    # int() takes them and the wait fits a float: a Unix time in seconds has 10.
+    stamp = parts[2] if len(parts) >= 3 else ""
+    if stamp.isascii() and stamp.isdigit() and len(stamp) <= _MAX_STAMP_DIGITS:
+        return float(max(0, int(stamp) - now_s))  # float-ok: a wait in seconds
     return None
 
 
@@ -253,13 +265,13 @@ class Kraken(NoPickle):
             fields.append(("otp", self.otp))
         body = urlencode(fields)
         headers = {
-            "API-Key": self.api_key,
-            "API-Sign": kraken_sign(TRADE_BALANCE_PATH, nonce, body, self.api_secret),
+            "API-Key": Secret(self.api_key),
+            "API-Sign": Secret(kraken_sign(TRADE_BALANCE_PATH, nonce, body, self.api_secret)),
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request(
+        return SignedRequest(
             "POST", self.base_url + TRADE_BALANCE_PATH, headers=headers, content=body.encode()
         )
 
@@ -301,29 +313,30 @@ class Kraken(NoPickle):
         )
 
     def balance_flow(self) -> Flow:
-        """Throttle, take this key's turn, sign with a fresh nonce, send, parse.
+        """Take this key's turn, throttle, sign with a fresh nonce, send, parse.
 
-        One TradeBalance is in flight per key per process (Decisions 10), so nonces reach
-        Kraken in order. A stale nonce gets exactly one fresh re-sign.
+        One TradeBalance is in flight per key per process (docs/decisions.md §10), so nonces reach
+        Kraken in order. The call counter is booked inside the turn, just before the call is
+        signed and sent, so calls reach Kraken as far apart as they were booked; it keeps one
+        call of margin below the tier's maximum for the time a request takes to arrive. A stale
+        nonce gets exactly one fresh re-sign, booked as one more call.
         """
         state = shared_state(VENUE, self.base_url, self.api_key)
-        limiter = state.limiter("calls", *TIERS[self.tier])
-        yield Throttle(limiter)
-        yield Acquire(state.inflight)
-        try:
-            for attempt in range(2):
-                nonce = state.nonce.next(self.clock() // 1000)
-                response = yield self.build_request(nonce)
-                assert response is not None  # noqa: S101  # the drivers always answer a request
-                try:
-                    return self.parse_response(response)
-                except AuthenticationError as exc:
-                    if attempt or error_key(str(exc.code)) != "EAPI:Invalid nonce":
-                        raise
-                except RateLimitedError as exc:
-                    if error_key(str(exc.code)) == "EAPI:Rate limit exceeded":
-                        limiter.drain(limiter.capacity)  # Kraken says this key's counter is full
+        most, decay = TIERS[self.tier]
+        limiter = state.limiter("calls", most - COUNTER_MARGIN, decay)
+        yield Acquire(state.inflight)  # held until the flow ends; the driver releases it
+        for attempt in range(2):
+            yield Throttle(limiter)
+            nonce = state.nonce.next(self.clock() // 1000)
+            response = yield self.build_request(nonce)
+            assert response is not None  # noqa: S101  # the drivers always answer a request
+            try:
+                return self.parse_response(response)
+            except AuthenticationError as exc:
+                if attempt or error_key(str(exc.code)) != "EAPI:Invalid nonce":
                     raise
-            raise AssertionError("unreachable")  # pragma: no cover
-        finally:
-            state.inflight.release()
+            except RateLimitedError as exc:
+                if error_key(str(exc.code)) == "EAPI:Rate limit exceeded":
+                    limiter.drain(limiter.capacity)  # Kraken says this key's counter is full
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,9 +1,9 @@
-"""Polymarket US retail: ``GET /v1/account/balances`` (exchanges.md §3.5, PRODUCT.md mapping).
+"""Polymarket US retail: ``GET /v1/account/balances`` (docs/venues/polymarket-us-retail.md).
 
 The answer is ``{"balances": [UserBalance, ...]}``, one entry per currency, with JSON numbers
 (decoded straight to Decimal, digit for digit). For the entry whose ``currency`` is the
 provider's ``currency`` (default ``USD``): ``total`` = ``currentBalance + assetNotional`` (cash
-plus securities at notional, PRODUCT.md), ``available`` = ``buyingPower``, ``wallet`` =
+plus securities at notional: the venue sends no total), ``available`` = ``buyingPower``, ``wallet`` =
 ``currentBalance``, ``margin_used`` = ``marginRequirement``; every other numeric figure of the
 entry is kept in ``extra``. Other currencies' entries go into ``breakdown`` keyed by currency
 (and, when not zero, into ``uncounted``).
@@ -35,6 +35,8 @@ from ..exceptions import ConfigurationError, ExchangeAPIError, RateLimitedError,
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     check_base_url,
     credential,
     decode_object,
@@ -51,7 +53,7 @@ DEFAULT_BASE_URL: Final = "https://api.polymarket.us"
 BALANCES_PATH: Final = "/v1/account/balances"
 
 #: 20 requests per second per API key, all authenticated endpoints (capacity, units/s).
-RATE_LIMIT: Final = (20.0, 20.0)
+RATE_LIMIT: Final = (20.0, 1.0)  # 20 requests in any second, per key
 
 _SEED_BYTES: Final = 32
 _KEYPAIR_BYTES: Final = 64
@@ -85,7 +87,7 @@ def polymarket_retail_sign(timestamp_ms: int | str, method: str, path: str, secr
 
     ``path`` is the URL path without query; ``secret_b64`` is base64 of the 32-byte seed or of
     the 64-byte seed-and-public-key form. Pure and deterministic; checked against the local
-    vector of exchanges.md §3.5.
+    vector in docs/venues/polymarket-us-retail.md, 'Signing'.
     """
     key = Ed25519PrivateKey.from_private_bytes(_seed(secret_b64))
     signature = key.sign(f"{timestamp_ms}{method.upper()}{path}".encode())
@@ -174,8 +176,8 @@ def polymarket_retail_error(response: httpx.Response) -> ExchangeAPIError:
         said = message
     for name in ("code", "status"):
         value = payload.get(name)
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            code = int(value)
+        if isinstance(value, Decimal) and value == value.to_integral_value() and abs(value) < 10**18:
+            code = int(value)  # bounded: "1e999999" would be a million-digit int
             break
         if isinstance(value, str) and value:
             code = value
@@ -226,13 +228,15 @@ class PolymarketUSRetail(NoPickle):
     def build_request(self, timestamp_ms: int) -> httpx.Request:
         """The signed balances request at ``timestamp_ms`` (Unix milliseconds)."""
         headers = {
-            "X-PM-Access-Key": self.key_id,
+            "X-PM-Access-Key": Secret(self.key_id),
             "X-PM-Timestamp": str(timestamp_ms),
-            "X-PM-Signature": polymarket_retail_sign(timestamp_ms, "GET", BALANCES_PATH, self.secret_key),
+            "X-PM-Signature": Secret(
+                polymarket_retail_sign(timestamp_ms, "GET", BALANCES_PATH, self.secret_key)
+            ),
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("GET", self.base_url + BALANCES_PATH, headers=headers)
+        return SignedRequest("GET", self.base_url + BALANCES_PATH, headers=headers)
 
     def parse_response(self, response: httpx.Response) -> Balance:
         """The Balance in a balances answer, or the exception its status means."""
@@ -290,7 +294,7 @@ class PolymarketUSRetail(NoPickle):
     def balance_flow(self) -> Flow:
         """Wait for this key's 20-per-second budget, sign with the current time, send, parse."""
         state = shared_state(VENUE, self.base_url, self.key_id)
-        limiter = state.limiter("requests", *RATE_LIMIT)
+        limiter = state.window_limiter("requests", *RATE_LIMIT)
         yield Throttle(limiter)
         response = yield self.build_request(self.clock() // 1_000_000)
         assert response is not None  # noqa: S101  # the drivers always answer a request

@@ -1,12 +1,12 @@
-"""Polymarket US institutional: ``POST /v1/positions/balance`` (exchanges.md §3.1-3.4).
+"""Polymarket US institutional: ``POST /v1/positions/balance`` (docs/venues/polymarket-us.md).
 
 Authentication is OAuth2 client credentials with ``private_key_jwt`` through Auth0: an RS256
 client assertion signed with the firm's RSA key buys a bearer token that lives 180 s. The token
 is cached per (auth URL, client id) in the process-wide shared state and refreshed once, however
-many fetches ask at the same moment (Decisions 9). A ``401`` on a cached token gets exactly one
-refresh (Decisions 8).
+many fetches ask at the same moment (docs/decisions.md §9). A ``401`` on a cached token gets exactly
+one refresh (docs/decisions.md §8).
 
-Mapping (PRODUCT.md, Decisions 7): ``total`` = ``balance`` + the exact sum of
+Mapping (docs/decisions.md §7): ``total`` = ``balance`` + the exact sum of
 ``securities[*].marketValue``, ``available`` = ``buyingPower``, ``wallet`` = ``balance``,
 ``margin_used`` = ``marginRequirement``, currency = the request's ``currency``; ``breakdown`` holds
 each security by symbol; every other numeric top-level figure (``excessCapital``,
@@ -47,6 +47,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     cached_token,
     check_base_url,
     credential,
@@ -83,8 +85,8 @@ ASSERTION_LIFETIME: Final = 120
 TOKEN_MARGIN: Final = 30.0
 #: The documented token lifetime, used when the token answer leaves ``expires_in`` out.
 DEFAULT_TOKEN_LIFETIME: Final = 180.0
-#: Rate limits are per participant firm (Decisions 11): 20 requests per second.
-FIRM_LIMIT: Final = (20.0, 20.0)
+#: Rate limits are per participant firm (docs/decisions.md §11): 20 requests per second.
+FIRM_LIMIT: Final = (20.0, 1.0)  # 20 requests in any second, per firm
 
 #: environment -> (API base URL = default JWT audience, Auth0 tenant URL).
 ENVIRONMENTS: Final[Mapping[str, tuple[str, str]]] = {
@@ -137,7 +139,9 @@ def client_assertion(
     jti: str,
     lifetime: int = ASSERTION_LIFETIME,
 ) -> str:
-    """The RS256 client-assertion JWT for Auth0's ``private_key_jwt`` (exchanges.md §3.2).
+    """The RS256 client-assertion JWT for Auth0's ``private_key_jwt``.
+
+    Polymarket's flow is written out in docs/venues/polymarket-us.md, 'How authentication works'.
 
     Claims: ``iss`` = ``sub`` = ``client_id``, ``aud`` = the token endpoint URL, ``iat`` =
     ``issued_at`` (Unix s), ``exp`` = ``iat + lifetime`` (at most 300 s), ``jti`` unique per
@@ -163,10 +167,16 @@ def _text(value: object) -> str:
 
 
 def _grpc_code(value: object) -> int | None:
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+    # Bounded: int(Decimal("1e999999")) is a million digits that str() then refuses.
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value == value.to_integral_value()
+        and abs(value) < 10**18
+    ):
         return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)  # ASCII: "²".isdigit() is true but int() refuses it
     return None
 
 
@@ -189,6 +199,9 @@ def _make(
             status_code=status,
             retry_after=retry_after_seconds(response.headers),
         )
+    if cls is ServiceUnavailableError:  # a 503's Retry-After: the retry waits at least that long
+        wait = retry_after_seconds(response.headers)
+        return ServiceUnavailableError(text, venue=VENUE, code=code, status_code=status, retry_after=wait)
     return cls(text, venue=VENUE, code=code, status_code=status)
 
 
@@ -412,12 +425,14 @@ class PolymarketUS(NoPickle):
 
     def build_token_request(self, issued_at: int, jti: str) -> httpx.Request:
         """The client-credentials token request, with a client assertion issued at ``issued_at``."""
-        assertion = client_assertion(
-            client_id=self.client_id,
-            private_key=self.private_key,
-            token_url=self.token_url,
-            issued_at=issued_at,
-            jti=jti,
+        assertion = Secret(
+            client_assertion(
+                client_id=self.client_id,
+                private_key=self.private_key,
+                token_url=self.token_url,
+                issued_at=issued_at,
+                jti=jti,
+            )
         )
         body = {
             "client_id": self.client_id,
@@ -426,7 +441,7 @@ class PolymarketUS(NoPickle):
             "audience": self.audience,
             "grant_type": "client_credentials",
         }
-        return httpx.Request(
+        return SignedRequest(
             "POST",
             self.token_url,
             headers={
@@ -447,13 +462,13 @@ class PolymarketUS(NoPickle):
         """The balance request for ``account`` in ``currency``, authorised by bearer ``token``."""
         body = json.dumps({"name": self.account, "currency": self.currency}, separators=(",", ":"))
         headers = {
-            "Authorization": f"Bearer {token}",
+            "Authorization": Secret(f"Bearer {token}"),
             "x-participant-id": self.participant_id,
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("POST", self.base_url + BALANCE_PATH, headers=headers, content=body.encode())
+        return SignedRequest("POST", self.base_url + BALANCE_PATH, headers=headers, content=body.encode())
 
     def parse_response(self, response: httpx.Response) -> Balance:
         """The Balance in a ``GetAccountBalanceResponse``, or the exception an error body means."""
@@ -504,7 +519,7 @@ class PolymarketUS(NoPickle):
         """
         # A token is good for one client and one audience: both key the cache.
         cache = shared_state(VENUE, self.auth_url, f"{self.client_id} {self.audience}").token
-        limiter = shared_state(VENUE, self.base_url, "firm:" + self.firm).limiter("firm", *FIRM_LIMIT)
+        limiter = shared_state(VENUE, self.base_url, "firm:" + self.firm).window_limiter("firm", *FIRM_LIMIT)
         token, cached = yield from self._token(cache)
         while True:
             yield Throttle(limiter)

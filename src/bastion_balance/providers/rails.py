@@ -1,6 +1,6 @@
 """Rails (rails.xyz) perpetuals: ``GET /api/v1/balances`` with a cached bearer token.
 
-exchanges.md §5, PRODUCT.md mapping: ``total`` = ``totalBalance``, ``available`` =
+docs/venues/rails.md, 'Field mapping': ``total`` = ``totalBalance``, ``available`` =
 ``availableBalance``, ``wallet`` = ``totalBalance``, ``margin_used`` = ``margin``, currency
 ``USD``; every other numeric top-level figure (``deposit``, ``pnl``, ``maintenanceMargin`` ...)
 is kept in ``extra`` exactly as sent; ``breakdown`` holds one :class:`Holding` per market of
@@ -35,6 +35,8 @@ from ..exceptions import (
 from ._common import (
     USER_AGENT,
     NoPickle,
+    Secret,
+    SignedRequest,
     cached_token,
     check_base_url,
     credential,
@@ -106,8 +108,8 @@ def _error_details(response: httpx.Response) -> tuple[str, str | int | None]:
         raw_code: str | int | None = None
         if isinstance(code, str):
             raw_code = code
-        elif isinstance(code, Decimal) and code == code.to_integral_value():
-            raw_code = int(code)
+        elif isinstance(code, Decimal) and code == code.to_integral_value() and abs(code) < 10**18:
+            raw_code = int(code)  # bounded: "1e999999" would be a million-digit int
         for name in ("message", "error", "error_description", "detail"):
             text = payload.get(name)
             if isinstance(text, str) and text.strip():
@@ -240,12 +242,12 @@ class Rails(NoPickle):
     def build_token_request(self) -> httpx.Request:
         """``POST {auth_url}/api/v1/token`` with the key and secret in headers, no body."""
         headers = {
-            "X-Api-Key": self.api_key,
-            "X-Api-Secret": self.api_secret,
+            "X-Api-Key": Secret(self.api_key),
+            "X-Api-Secret": Secret(self.api_secret),
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("POST", self.auth_url + TOKEN_PATH, headers=headers)
+        return SignedRequest("POST", self.auth_url + TOKEN_PATH, headers=headers)
 
     def parse_token_response(self, response: httpx.Response) -> tuple[str, float]:
         """``(access_token, lifetime in seconds)`` from a token answer, or the error it means."""
@@ -257,11 +259,11 @@ class Rails(NoPickle):
         """``GET {base_url}/api/v1/balances[?market=...]`` with ``Authorization: Bearer``."""
         params = {"market": self.market} if self.market is not None else None
         headers = {
-            "Authorization": f"Bearer {token}",
+            "Authorization": Secret(f"Bearer {token}"),
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        return httpx.Request("GET", self.base_url + BALANCES_PATH, params=params, headers=headers)
+        return SignedRequest("GET", self.base_url + BALANCES_PATH, params=params, headers=headers)
 
     def parse_response(self, response: httpx.Response) -> Balance:
         """The Balance in a balances answer (bare or wrapped in ``balances``), or its error."""
@@ -307,7 +309,7 @@ class Rails(NoPickle):
         throttles itself under the lock (the limiter never waits for the lock, so this cannot
         deadlock), so concurrent fetches neither spend the token endpoint's budget nor queue
         on a limiter they do not need. A ``401`` on a cached token drops it and gets exactly
-        one refresh and retry (Decisions 8); a ``401`` on a token just issued is raised.
+        one refresh and retry (docs/decisions.md §8); a ``401`` on a token just issued is raised.
         """
         state = shared_state(VENUE, self.auth_url, self.api_key)
         for attempt in range(2):

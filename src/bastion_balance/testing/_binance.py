@@ -1,6 +1,6 @@
 """A simulated Binance USD-M futures API that checks keys, HMAC signatures and timestamps.
 
-Verification is written from Binance's documentation (exchanges.md §6.2), independently of the
+Verification is written from Binance's documentation (docs/venues/binance.md), independently of the
 library's signer: an unknown ``X-MBX-APIKEY`` -> ``-2015``; ``signature`` not the last
 parameter or not the hex HMAC-SHA256 of the exact query before ``&signature=`` -> ``-1022``;
 ``recvWindow`` of 60000 or more -> ``-1131``; a timestamp outside the window
@@ -36,7 +36,7 @@ __all__ = [
     "demo_pair",
 ]
 
-#: The apiKey / secretKey of Binance's published signing example (exchanges.md §6.2): public.
+#: The apiKey / secretKey of Binance's published signing example (docs/venues/binance.md): public.
 BINANCE_TEST_KEY: Final = "dbefbc809e3e83c283a984c3a1459732ea7db1360ca80c5c2c8867408d28cc83"
 BINANCE_TEST_SECRET: Final = "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"
 

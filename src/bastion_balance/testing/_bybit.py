@@ -1,6 +1,6 @@
 """A simulated Bybit V5 wallet-balance API that checks keys, HMAC signatures and timestamps.
 
-Verification is written from Bybit's documentation (exchanges.md §7.2), independently of the
+Verification is written from Bybit's documentation (docs/venues/bybit.md), independently of the
 library's signer: missing authentication headers -> HTTP 401; an unknown key -> ``10003``;
 ``X-BAPI-SIGN`` not the hex HMAC-SHA256 of ``timestamp + api_key + recv_window + query`` (the
 exact query sent) -> ``10004``; a timestamp outside
@@ -36,7 +36,7 @@ __all__ = [
     "demo_pair",
 ]
 
-#: The key and secret of the local signing vector (exchanges.md §7.2): test only.
+#: The key and secret of the local signing vector (docs/venues/bybit.md, 'Signing and the clock'): test only.
 BYBIT_TEST_KEY: Final = "XXXXXXXXXX"
 BYBIT_TEST_SECRET: Final = "test_secret_0123456789"
 

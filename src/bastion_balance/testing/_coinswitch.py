@@ -1,6 +1,6 @@
 """A simulated CoinSwitch PRO futures ``wallet_balance`` that checks signatures as CoinSwitch does.
 
-Verification is written from CoinSwitch's authentication page (exchanges.md §4.2), independently
+Verification is written from CoinSwitch's authentication page (docs/venues/coinswitch.md), independently
 of the library's signer: the API key in ``X-AUTH-APIKEY`` must be registered (it is the hex
 Ed25519 public key, which verifies the signature); ``X-AUTH-SIGNATURE`` must be the hex Ed25519
 signature of ``METHOD + url-decoded path?query + X-AUTH-EPOCH``; an epoch more than 60,000 ms
@@ -34,7 +34,7 @@ __all__ = [
     "demo_pair",
 ]
 
-#: RFC 8032 test-1 key (exchanges.md §4.2): public, test only. The API key is the public key.
+#: RFC 8032 test-1 key (docs/venues/coinswitch.md, 'Signing'): public, test only. API key = public key.
 COINSWITCH_TEST_SECRET: Final = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 COINSWITCH_TEST_KEY: Final = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 

@@ -29,7 +29,7 @@ __all__ = [
     "SimulatedKraken",
 ]
 
-#: The secret of Kraken's published signing example (exchanges.md §2.3): public, test only.
+#: The secret of Kraken's published signing example (docs/venues/kraken.md, 'Signing'): public, test only.
 KRAKEN_TEST_SECRET: Final = (
     "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
 )

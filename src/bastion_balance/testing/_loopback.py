@@ -2,9 +2,9 @@
 
 ``LoopbackServer(handler)`` serves ``handler`` (a callable ``httpx.Request -> httpx.Response``,
 e.g. a :class:`~bastion_balance.testing.Simulator`) on ``127.0.0.1`` at an ephemeral port, from
-its own event loop in a daemon thread. It is built on ``asyncio`` streams only (Decisions 16).
+its own event loop in a daemon thread. It is built on ``asyncio`` streams only (docs/decisions.md §16).
 ``script(...)`` queues :class:`Fault` s: each one replaces the normal answer to the next request
-(a delay, a reset, a status, an odd body, a slow drip, a silent close), then normal handling
+(a delay, a reset, a status, an odd body, a slow drip, a trickled head, a silent close), then normal handling
 resumes. Every request received is recorded for assertions.
 
 >>> sim = Simulator(SimulatedKraken(host="127.0.0.1"))                  # doctest: +SKIP
@@ -37,7 +37,7 @@ import httpx
 __all__ = ["Fault", "LoopbackServer", "RecordedRequest"]
 
 Handler = Callable[[httpx.Request], httpx.Response]
-FaultKind = Literal["delay", "reset", "status", "body", "drip", "close"]
+FaultKind = Literal["delay", "reset", "status", "body", "drip", "trickle_head", "close"]
 
 _HEAD_LIMIT: Final = 64 * 1024  # request line + headers
 _START_TIMEOUT: Final = 10.0
@@ -62,6 +62,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     content: bytes = b""
     chunks: tuple[bytes, ...] | int = ()
+    from_handler: bool = False
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
@@ -102,6 +103,29 @@ class Fault:
             msg = f"drip needs at least one chunk, got {pieces}"
             raise ValueError(msg)
         return cls(kind="drip", seconds=pause, chunks=pieces)
+
+    @classmethod
+    def trickle_head(
+        cls,
+        pause: float,
+        *,
+        body: bytes | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """Send the status line and headers one byte at a time, ``pause`` seconds apart.
+
+        The body follows at once. Without ``body`` it is the handler's own answer (status,
+        headers and body); with it, ``status_code``, ``headers`` and ``body`` are sent.
+        """
+        return cls(
+            kind="trickle_head",
+            seconds=pause,
+            status_code=status_code,
+            headers=_pairs(headers),
+            content=body or b"",
+            from_handler=body is None,
+        )
 
 
 def _pairs(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -306,6 +330,9 @@ class LoopbackServer:
             elif fault.kind == "drip":
                 await self._drip(fault, writer, parsed, keep_alive=keep_alive)
                 continue
+            elif fault.kind == "trickle_head":
+                await self._trickle_head(fault, writer, parsed, keep_alive=keep_alive)
+                continue
             else:  # "status" or "body"
                 answer = _Answer(fault.status_code, fault.headers, fault.content)
             writer.write(_encode(answer, head_only=parsed.method == "HEAD", close=not keep_alive))
@@ -345,6 +372,28 @@ class LoopbackServer:
             if index:
                 await asyncio.sleep(fault.seconds)
             writer.write(piece)
+            await writer.drain()
+
+    async def _trickle_head(
+        self,
+        fault: Fault,
+        writer: asyncio.StreamWriter,
+        parsed: _Parsed,
+        *,
+        keep_alive: bool,
+    ) -> None:
+        if fault.from_handler:
+            answer = await self._answer(parsed)
+        else:
+            answer = _Answer(fault.status_code, fault.headers, fault.content)
+        head = _encode(answer, head_only=True, close=not keep_alive)
+        for index in range(len(head)):
+            if index:
+                await asyncio.sleep(fault.seconds)
+            writer.write(head[index : index + 1])
+            await writer.drain()
+        if parsed.method != "HEAD":
+            writer.write(answer.body)
             await writer.drain()
 
 

@@ -1,6 +1,6 @@
 """A simulated Polymarket US retail ``GET /v1/account/balances`` with its X-PM-* checks.
 
-Verification is written from Polymarket's authentication page (exchanges.md §3.5),
+Verification is written from Polymarket's authentication page (docs/venues/polymarket-us-retail.md),
 independently of the library's signer: ``X-PM-Access-Key`` must be a registered key id;
 ``X-PM-Timestamp`` (Unix ms) must be within 30 s of the simulator's clock; ``X-PM-Signature``
 must be the base64 Ed25519 signature of ``timestamp + METHOD + path`` (path without query),

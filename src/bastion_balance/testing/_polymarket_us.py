@@ -7,12 +7,18 @@ signer): RS256 only, the signature against the registered public key (else ``inv
 300`` and not passed, and a ``jti`` never seen before (else ``invalid_client_assertion``). It
 issues opaque bearer tokens that live 180 s on the simulator's clock.
 
+The token URL an assertion must name is, as for a real tenant, the endpoint the request was
+sent to (scheme, host, port and ``/oauth/token``), unless ``token_url=`` pins it. So the
+simulator can be served over real sockets: ``SimulatedPolymarketUS(host="127.0.0.1")`` answers
+both the token endpoint and the API on one loopback host (routed by path) and expects ``aud`` ==
+``http://127.0.0.1:PORT/oauth/token`` for the port the request arrived on.
+
 The API checks the bearer token (unknown or expired -> 401, gRPC code 16), ``x-participant-id``
 (missing or wrong -> 403, code 7) and the account name in the body, then answers.
 
 SYNTHETIC: seed 003 (the venue's OpenAPI page) documents the response *schema* but gives no
 example response, so :data:`POLYMARKET_US_SYNTHETIC_BALANCE` is made up by us to exercise every
-documented field (PRODUCT.md, Decisions 7). Its figures are not Polymarket's.
+documented field, so the mapping can be checked end to end. Its figures are not Polymarket's.
 
 The test RSA key pair is generated at runtime, once per process; no private key is stored in
 the repository.
@@ -154,6 +160,10 @@ class SimulatedPolymarketUS:
     ``clients`` maps client id -> registered public key (PEM); ``participants`` maps
     participant id -> the accounts it may read; ``balance`` is the answer (default: the
     synthetic one). ``clock`` gives Unix ns (token expiry, assertion windows).
+    ``host`` serves the Auth0 tenant and the API on that one host (e.g. ``"127.0.0.1"`` behind a
+    :class:`~bastion_balance.testing.LoopbackServer`), told apart by path; the API ``audience``
+    stays ``https://<api_host>``. A client assertion's ``aud`` must be the URL the token
+    request was sent to, or exactly ``token_url`` when that is given.
     ``token_requests`` counts token requests (accepted or not), ``tokens_issued`` the tokens
     handed out, ``balance_calls`` the balance calls. ``fail_next(...)`` queues answers for the
     next balance calls (an HTTP status, answered with the matching gRPC body, or an
@@ -170,6 +180,8 @@ class SimulatedPolymarketUS:
         auth_host: str = "pmx-prod.us.auth0.com",
         api_host: str = "api.prod.polymarketexchange.com",
         audience: str | None = None,
+        host: str | None = None,
+        token_url: str | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         registered = (
@@ -184,8 +196,9 @@ class SimulatedPolymarketUS:
             else {POLYMARKET_US_TEST_PARTICIPANT_ID: (POLYMARKET_US_TEST_ACCOUNT,)}
         )
         self.balance = dict(balance) if balance is not None else dict(POLYMARKET_US_SYNTHETIC_BALANCE)
-        self._auth_host = auth_host
-        self._api_host = api_host
+        self._auth_host = host if host is not None else auth_host
+        self._api_host = host if host is not None else api_host
+        self._token_url = token_url
         self.audience = audience if audience is not None else f"https://{api_host}"
         self.clock = clock
         self._lock = threading.Lock()
@@ -212,8 +225,23 @@ class SimulatedPolymarketUS:
 
     @property
     def token_url(self) -> str:
-        """The token endpoint: what a client assertion's ``aud`` must be."""
-        return f"https://{self._auth_host}{_TOKEN_PATH}"
+        """The token endpoint (``token_url=`` if given, else ``https://<auth host>/oauth/token``).
+
+        A client of the production host signs this as ``aud``; without ``token_url=`` the check
+        is against the URL each token request was actually sent to (see :meth:`audience_for`).
+        """
+        return self._token_url or f"https://{self._auth_host}{_TOKEN_PATH}"
+
+    def audience_for(self, request: httpx.Request) -> str:
+        """The ``aud`` a client assertion sent in ``request`` must carry.
+
+        ``token_url=`` if given; otherwise the token endpoint the request reached, as a real
+        tenant checks its own URL: ``scheme://host[:port]/oauth/token``.
+        """
+        if self._token_url is not None:
+            return self._token_url
+        url = request.url
+        return f"{url.scheme}://{url.netloc.decode('ascii')}{_TOKEN_PATH}"
 
     def fail_next(self, *answers: int | httpx.Response) -> None:
         """Give these answers to the next balance calls (statuses get the matching gRPC body)."""
@@ -233,7 +261,8 @@ class SimulatedPolymarketUS:
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request for either host."""
         with self._lock:
-            if request.url.host == self._auth_host:
+            shared = self._auth_host == self._api_host  # one host: told apart by path
+            if request.url.host == self._auth_host and (not shared or request.url.path == _TOKEN_PATH):
                 return self._token_call(request)
             return self._api_call(request)
 
@@ -264,7 +293,9 @@ class SimulatedPolymarketUS:
         key = self._keys.get(client_id) if isinstance(client_id, str) else None
         if key is None or not isinstance(client_id, str):
             return _oauth(401, "invalid_client", "Unknown client")
-        refusal = self._check_assertion(body.get("client_assertion"), client_id, key)
+        refusal = self._check_assertion(
+            body.get("client_assertion"), client_id, key, self.audience_for(request)
+        )
         if refusal is not None:
             return refusal
         if body.get("audience") != self.audience:
@@ -277,7 +308,7 @@ class SimulatedPolymarketUS:
         )
 
     def _check_assertion(
-        self, assertion: object, client_id: str, key: rsa.RSAPublicKey
+        self, assertion: object, client_id: str, key: rsa.RSAPublicKey, token_url: str
     ) -> httpx.Response | None:
         if not isinstance(assertion, str) or assertion.count(".") != 2:
             return _oauth(401, "invalid_client_assertion", "client_assertion is not a JWT")
@@ -294,9 +325,9 @@ class SimulatedPolymarketUS:
             key.verify(signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             return _oauth(401, "invalid_client", "Invalid signature for the client assertion")
-        return self._check_claims(claims, client_id)
+        return self._check_claims(claims, client_id, token_url)
 
-    def _check_claims(self, claims: object, client_id: str) -> httpx.Response | None:
+    def _check_claims(self, claims: object, client_id: str, token_url: str) -> httpx.Response | None:
         def refuse(why: str) -> httpx.Response:
             return _oauth(401, "invalid_client_assertion", why)
 
@@ -305,8 +336,8 @@ class SimulatedPolymarketUS:
         if claims.get("iss") != client_id or claims.get("sub") != client_id:
             return refuse("iss and sub must be the client_id")
         aud = claims.get("aud")
-        if aud != self.token_url and not (isinstance(aud, list) and self.token_url in aud):
-            return refuse(f"aud must be {self.token_url}")
+        if aud != token_url and not (isinstance(aud, list) and token_url in aud):
+            return refuse(f"aud must be {token_url}")
         exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
         if not isinstance(exp, int) or isinstance(exp, bool):
             return refuse("exp is required")

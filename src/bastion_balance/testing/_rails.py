@@ -1,6 +1,6 @@
 """A simulated Rails: the token service and the User Account ``/api/v1/balances``.
 
-Written from Rails' documentation (exchanges.md §5), independently of the library's provider:
+Written from Rails' documentation (docs/venues/rails.md), independently of the library's provider:
 
 * ``POST https://api-auth.sandbox.rails.xyz/api/v1/token`` checks ``X-Api-Key`` and
   ``X-Api-Secret`` against the registered credentials (401 otherwise), allows 20 token
