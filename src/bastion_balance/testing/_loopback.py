@@ -40,6 +40,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 FaultKind = Literal["delay", "reset", "status", "body", "drip", "trickle_head", "close"]
 
 _HEAD_LIMIT: Final = 64 * 1024  # request line + headers
+_BACKLOG: Final = 1024  # hundreds of clients connecting at once (load and scale tests)
 _START_TIMEOUT: Final = 10.0
 _STOP_TIMEOUT: Final = 10.0
 _HOP_BY_HOP: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -280,7 +281,7 @@ class LoopbackServer:
                 writer.transport.abort()  # cuts the connection when the server stops
 
         try:
-            server = await asyncio.start_server(serve, "127.0.0.1", 0, limit=_HEAD_LIMIT)
+            server = await asyncio.start_server(serve, "127.0.0.1", 0, limit=_HEAD_LIMIT, backlog=_BACKLOG)
         except BaseException as exc:  # noqa: BLE001  # handed to start()
             ready.set_exception(exc)
             return
