@@ -380,7 +380,8 @@ class _Workers:
                     self._threads.discard(me)
                     return
                 self._pending -= 1
-            job()
+            with contextlib.suppress(Exception):  # a job records its own outcome; the worker lives on
+                job()
 
     def close(self, wait: float = 2.0) -> None:
         """End every worker: idle ones at once; busy ones after their job, waited for at
@@ -537,7 +538,8 @@ class BalanceClient:
             cancel.set()
             self._drop_pool()  # in-flight reads end now; a new pool is made on next use
             raise
-        return {p.label: outcomes[p.label] for p in providers}
+        unfinished = TransportError("the fetch ended without a result (its worker was stopped)")
+        return {p.label: outcomes.get(p.label, unfinished) for p in providers}
 
     def _fetch_or_error(self, fetch: _Fetch) -> Balance | Exception:
         try:
