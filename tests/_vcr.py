@@ -14,25 +14,13 @@ from typing import Any
 
 import vcr
 
+from bastion_balance.providers import ALL_CREDENTIAL_HEADERS
+
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 RECORDING = os.environ.get("BASTION_RECORD") == "1"
 
-#: Every credential header any venue uses (docs/reliability.md, 'Secrets': scrubbed in cassettes).
-CREDENTIAL_HEADERS = (
-    "API-Key",
-    "API-Sign",
-    "X-AUTH-APIKEY",
-    "X-AUTH-SIGNATURE",
-    "X-MBX-APIKEY",
-    "X-BAPI-API-KEY",
-    "X-BAPI-SIGN",
-    "X-PM-Access-Key",
-    "X-PM-Signature",
-    "X-Api-Key",
-    "X-Api-Secret",
-    "Authorization",
-    "x-participant-id",
-)
+#: Every credential header any venue uses (the registry's list: scrubbed in cassettes, masked in logs).
+CREDENTIAL_HEADERS = ALL_CREDENTIAL_HEADERS
 #: Request timestamps: not secret, but they date a recording and make requests unique.
 TIMESTAMP_HEADERS = ("X-AUTH-EPOCH", "X-PM-Timestamp", "X-BAPI-TIMESTAMP")
 SCRUBBED = "<scrubbed>"

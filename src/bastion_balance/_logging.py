@@ -10,15 +10,14 @@ import logging
 import re
 from typing import Final
 
+from .providers import ALL_CREDENTIAL_HEADERS
+
 __all__ = ["RedactingFilter", "install_redaction", "redact"]
 
+_HEADER_NAMES: Final = "|".join(re.escape(name.lower()) for name in ALL_CREDENTIAL_HEADERS)
 _PATTERNS: Final = (
     re.compile(r"(?i)(signature=)[^&\s'\"]+"),
-    re.compile(
-        r"(?i)((?:api-sign|api-key|x-auth-signature|x-auth-apikey|x-mbx-apikey|x-bapi-sign|"
-        r"x-bapi-api-key|x-pm-signature|x-pm-access-key|x-api-key|x-api-secret|authorization)"
-        r"['\"]?\s*[:=,]\s*['\"]?(?:bearer\s+)?)[^'\"\s,)]+"
-    ),
+    re.compile(rf"(?i)((?:{_HEADER_NAMES})['\"]?\s*[:=,]\s*['\"]?(?:bearer\s+)?)[^'\"\s,)]+"),
 )
 MASK: Final = "***"
 _LOGGERS: Final = (

@@ -13,7 +13,14 @@ from typing import Any, Final
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["CLASS_NAMES", "PROVIDERS", "provider_class", "provider_from_name"]
+__all__ = [
+    "ALL_CREDENTIAL_HEADERS",
+    "CLASS_NAMES",
+    "CREDENTIAL_HEADERS",
+    "PROVIDERS",
+    "provider_class",
+    "provider_from_name",
+]
 
 PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -25,6 +32,26 @@ PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
         "binance": "binance:BinanceFutures",
         "bybit": "bybit:Bybit",
     }
+)
+
+#: The request headers of each venue that carry a credential, a signature, a token or an account
+#: id: masked in logs, scrubbed from cassettes. One list, so a venue added here is covered by both
+#: (tests/test_registry.py checks that every header a provider sends is either here or public).
+CREDENTIAL_HEADERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "kraken": ("API-Key", "API-Sign"),
+        "rails": ("X-Api-Key", "X-Api-Secret", "Authorization"),
+        "coinswitch": ("X-AUTH-APIKEY", "X-AUTH-SIGNATURE"),
+        "polymarket_us_retail": ("X-PM-Access-Key", "X-PM-Signature"),
+        "polymarket_us": ("Authorization", "x-participant-id"),
+        "binance": ("X-MBX-APIKEY",),
+        "bybit": ("X-BAPI-API-KEY", "X-BAPI-SIGN"),
+    }
+)
+
+#: Every credential header of every venue, once each, in a stable order.
+ALL_CREDENTIAL_HEADERS: Final[tuple[str, ...]] = tuple(
+    dict.fromkeys(name for names in CREDENTIAL_HEADERS.values() for name in names)
 )
 
 #: Public class name -> venue name, for lazy attribute access on the package.
