@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_RATES",
     "NO_ACCOUNTS",
     "build_portfolio",
+    "check_provider",
     "check_labels",
     "check_providers",
     "normalize_rates",
@@ -63,13 +64,15 @@ def check_providers(providers: object, *, function: str = "aggregate") -> list[B
             f"e.g. {function}([kraken, bybit])"
         )
         raise ConfigurationError(msg)
-    checked: list[BalanceProvider] = []
-    for provider in providers:
-        if not isinstance(provider, BalanceProvider):
-            msg = f"{provider!r} is not a BalanceProvider (needs label, venue, balance_flow())"
-            raise ConfigurationError(msg)
-        checked.append(provider)
-    return check_labels(checked)
+    return check_labels([check_provider(provider) for provider in providers])
+
+
+def check_provider(provider: object) -> BalanceProvider:
+    """``provider`` once it is known to fit the BalanceProvider protocol."""
+    if not isinstance(provider, BalanceProvider):
+        msg = f"{provider!r} is not a BalanceProvider (needs label, venue, balance_flow())"
+        raise ConfigurationError(msg)
+    return provider
 
 
 def check_labels(providers: Sequence[P]) -> list[P]:

@@ -41,15 +41,16 @@ from typing import Any, Final, Self
 import httpx
 
 from . import _logging
-from ._aggregate import build_portfolio, check_providers, normalize_rates
+from ._aggregate import build_portfolio, check_provider, check_providers, normalize_rates
 from ._models import Balance, Portfolio
 from ._protocol import Acquire, BalanceProvider, Effect, Flow, Release, Throttle
 from ._retry import DEFAULT_RETRY, RetryPolicy, async_retrying, retrying
 from ._state import Turn
 from ._transport import (
-    BodyDecoder,
+    aread_body,
     deadline_scope,
     finished_response,
+    read_body,
     sharded_async_transport,
     sharded_sync_transport,
 )
@@ -104,7 +105,7 @@ def _check_timeout(timeout: object) -> float:
             f"got {timeout!r}; e.g. timeout=10.0"
         )
         raise ConfigurationError(msg)
-    return float(timeout)
+    return float(timeout)  # float-ok: seconds, not money
 
 
 def _check_positive_int(value: object, name: str, example: str) -> int:
@@ -112,13 +113,6 @@ def _check_positive_int(value: object, name: str, example: str) -> int:
         msg = f"{name} must be a positive whole number, got {value!r}; e.g. {name}={example}"
         raise ConfigurationError(msg)
     return value
-
-
-def _check_provider(provider: object) -> BalanceProvider:
-    if not isinstance(provider, BalanceProvider):
-        msg = f"{provider!r} is not a BalanceProvider (needs label, venue, balance_flow())"
-        raise ConfigurationError(msg)
-    return provider
 
 
 def _pool_size(http_client: httpx.Client | httpx.AsyncClient | None) -> int:
@@ -264,22 +258,6 @@ def _redirect_error(response: httpx.Response, fetch: _Fetch) -> ExchangeAPIError
     return ExchangeAPIError(msg, venue=fetch.venue, status_code=response.status_code)
 
 
-def _body_decoder(response: httpx.Response, fetch: _Fetch, cap: int) -> tuple[BodyDecoder, bool]:
-    """The decoder for this answer's raw bytes, and whether they are still to be read.
-
-    A redirect is refused here. A response whose body is already in memory (an in-process
-    transport such as ``httpx.MockTransport``) was decoded by httpx: only its size is checked.
-    """
-    if response.is_redirect:
-        raise _redirect_error(response, fetch)
-    in_memory = response.is_stream_consumed
-    encoding = None if in_memory else response.headers.get("content-encoding")
-    decoder = BodyDecoder(encoding, cap, venue=fetch.venue, label=fetch.label)
-    if in_memory:
-        decoder.feed(response.content)
-    return decoder, not in_memory
-
-
 def _checked_balance(value: object, provider: BalanceProvider) -> Balance:
     if not isinstance(value, Balance):
         msg = f"{provider!r}.balance_flow() returned {type(value).__name__}, not a Balance"
@@ -289,6 +267,13 @@ def _checked_balance(value: object, provider: BalanceProvider) -> Balance:
 
 def _not_an_effect(effect: object, provider: BalanceProvider) -> TypeError:
     return TypeError(f"{provider!r} yielded {effect!r}, which is not an effect")
+
+
+def _abandon(fetch: _Fetch, exc: BaseException, grace: float) -> None:
+    """A request of ``fetch`` failed with ``exc``: if it may still be at the venue, its turns
+    are kept for ``grace`` seconds."""
+    if _may_be_at_venue(exc) and fetch.holds_turns():
+        _hold(fetch.hand_over(), grace)
 
 
 def _hold(release: Callable[[], None], grace: float) -> threading.Timer:
@@ -478,7 +463,7 @@ class BalanceClient:
 
         Raises a :class:`~bastion_balance.BastionBalanceError` subclass when it fails.
         """
-        provider = _check_provider(provider)
+        provider = check_provider(provider)
         return self._fetch(_Fetch(provider, self._settings.deadline(timeout)))
 
     def aggregate(
@@ -637,7 +622,11 @@ class BalanceClient:
             with deadline_scope(fetch.deadline):
                 response = self._http.send(request, stream=True, follow_redirects=False)
                 try:
-                    body = self._read(response, fetch, cap)
+                    if response.is_redirect:
+                        raise _redirect_error(response, fetch)
+                    body = read_body(
+                        response, cap, venue=fetch.venue, label=fetch.label, deadline=fetch.deadline
+                    )
                 finally:
                     response.close()
         except BastionBalanceError:
@@ -649,35 +638,18 @@ class BalanceClient:
                 raise
             error = exc
         except BaseException as exc:  # KeyboardInterrupt or a stop inside httpx's send
-            self._abandon(fetch, exc)
+            _abandon(fetch, exc, self._settings.grace)
             if self._given_http is None:
                 self._drop_pool()  # the interrupted connection cannot be trusted (nor leaked)
             raise
         if error is not None:
             if fetch.cancel is not None and fetch.cancel.is_set():
-                self._abandon(fetch, KeyboardInterrupt())  # our pool was closed under the request
+                # our pool was closed under the request: it is abandoned, as on Ctrl-C
+                _abandon(fetch, KeyboardInterrupt(), self._settings.grace)
                 raise _Stopped
-            self._abandon(fetch, error)
+            _abandon(fetch, error, self._settings.grace)
             raise _translate(error, fetch, request)  # the httpx error (and its request) is dropped
         return finished_response(response, body)
-
-    @staticmethod
-    def _read(response: httpx.Response, fetch: _Fetch, cap: int) -> bytes:
-        decoder, streaming = _body_decoder(response, fetch, cap)
-        if streaming:
-            chunk = b""
-            try:
-                for chunk in response.iter_raw():
-                    decoder.feed(chunk)
-                    if time.monotonic() >= fetch.deadline:  # a caller's pool bounds each read only
-                        raise fetch.deadline_error(f"reading the answer ({_where(response.request)})")
-            finally:
-                del chunk  # a token answer's bytes must not sit in a traceback's locals
-        return decoder.finish()
-
-    def _abandon(self, fetch: _Fetch, exc: BaseException) -> None:
-        if _may_be_at_venue(exc) and fetch.holds_turns():
-            _hold(fetch.hand_over(), self._settings.grace)
 
 
 # --------------------------------------------------------------------------- async
@@ -768,7 +740,7 @@ class AsyncBalanceClient:
 
     async def fetch(self, provider: BalanceProvider, *, timeout: float | None = None) -> Balance:
         """One provider's balance, retried within ``timeout`` seconds (the whole deadline)."""
-        provider = _check_provider(provider)
+        provider = check_provider(provider)
         return await self._fetch(_Fetch(provider, self._settings.deadline(timeout)))
 
     async def aggregate(
@@ -901,15 +873,9 @@ class AsyncBalanceClient:
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                decoder, streaming = _body_decoder(response, fetch, cap)
-                if streaming:
-                    chunk = b""
-                    try:
-                        async for chunk in response.aiter_raw():
-                            decoder.feed(chunk)
-                    finally:
-                        del chunk  # a token answer's bytes must not sit in a traceback's locals
-                body = decoder.finish()
+                if response.is_redirect:
+                    raise _redirect_error(response, fetch)
+                body = await aread_body(response, cap, venue=fetch.venue, label=fetch.label)
             finally:
                 await response.aclose()
         except BastionBalanceError:
@@ -921,8 +887,7 @@ class AsyncBalanceClient:
                 raise
             error = exc
         if error is not None:
-            if _may_be_at_venue(error) and fetch.holds_turns():
-                _hold(fetch.hand_over(), self._settings.grace)
+            _abandon(fetch, error, self._settings.grace)
             raise _translate(error, fetch, request)  # the httpx error (and its request) is dropped
         return finished_response(response, body)
 

@@ -132,7 +132,7 @@ class RetryPolicy:
         delay = self.jitter(0, exponential)
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
-        asked = _seconds(getattr(exc, "retry_after", None))  # RateLimitedError, ServiceUnavailableError
+        asked = _seconds(getattr(exc, "retry_after", None))  # every ExchangeAPIError has one
         if asked is not None:
             delay = max(delay, asked)
         return delay

@@ -253,7 +253,7 @@ class WindowLimiter(RateLimiter):
         if not _RATE_LIMITS["enabled"]:
             return True, 0.0
         if cost > self.capacity:
-            return False, float("inf")
+            return False, float("inf")  # float-ok: a wait in seconds (never)
         with self._lock:
             now = self.monotonic()
             log = self._log

@@ -36,7 +36,7 @@ from typing import Any, Final, Protocol
 import httpcore
 import httpx
 
-from .exceptions import ResponseTooLargeError, UnexpectedResponseError
+from .exceptions import DeadlineExceededError, ResponseTooLargeError, UnexpectedResponseError
 
 __all__ = [
     "AsyncShardedTransport",
@@ -392,34 +392,65 @@ class BodyDecoder:
         return body
 
 
+def _decoder_for(
+    response: httpx.Response, cap: int, venue: str | None, label: str | None
+) -> tuple[BodyDecoder, bool]:
+    """The decoder of this response, and whether its raw bytes are still to be read.
+
+    A body already in memory (an in-process transport such as ``httpx.MockTransport``) was
+    decoded by httpx: only its size is checked.
+    """
+    in_memory = response.is_stream_consumed
+    encoding = None if in_memory else response.headers.get("content-encoding")
+    decoder = BodyDecoder(encoding, cap, venue=venue, label=label)
+    if in_memory:
+        decoder.feed(response.content)
+    return decoder, not in_memory
+
+
 def read_body(
-    response: httpx.Response, cap: int, *, venue: str | None = None, label: str | None = None
+    response: httpx.Response,
+    cap: int,
+    *,
+    venue: str | None = None,
+    label: str | None = None,
+    deadline: float | None = None,
 ) -> bytes:
     """The decoded body of a streamed sync response (``send(..., stream=True)``), capped.
 
-    Reads ``iter_raw()``; closing the response stays the caller's job.
+    Reads ``iter_raw()``; closing the response stays the caller's job. ``deadline``
+    (``time.monotonic()``) is checked between chunks, for pools without :class:`DeadlineBackend`
+    (a caller's own httpx client): past it, ``DeadlineExceededError``.
     """
-    decoder = BodyDecoder(response.headers.get("content-encoding"), cap, venue=venue, label=label)
-    chunk = b""
-    try:
-        for chunk in response.iter_raw():
-            decoder.feed(chunk)
-    finally:
-        del chunk  # out of the locals an error tracker records
+    decoder, streaming = _decoder_for(response, cap, venue, label)
+    if streaming:
+        chunk = b""
+        try:
+            for chunk in response.iter_raw():
+                decoder.feed(chunk)
+                if deadline is not None and time.monotonic() >= deadline:
+                    where = f"{response.request.url.host}{response.request.url.path}"
+                    prefix = f"{label}: " if label else ""
+                    msg = f"{prefix}deadline passed while reading the answer ({where})"
+                    raise DeadlineExceededError(msg, venue=venue)
+        finally:
+            del chunk  # out of the locals an error tracker records
     return decoder.finish()
 
 
 async def aread_body(
     response: httpx.Response, cap: int, *, venue: str | None = None, label: str | None = None
 ) -> bytes:
-    """:func:`read_body` for a streamed async response (reads ``aiter_raw()``)."""
-    decoder = BodyDecoder(response.headers.get("content-encoding"), cap, venue=venue, label=label)
-    chunk = b""
-    try:
-        async for chunk in response.aiter_raw():
-            decoder.feed(chunk)
-    finally:
-        del chunk  # out of the locals an error tracker records
+    """:func:`read_body` for a streamed async response (reads ``aiter_raw()``; the async
+    driver's deadline is its ``asyncio.timeout``)."""
+    decoder, streaming = _decoder_for(response, cap, venue, label)
+    if streaming:
+        chunk = b""
+        try:
+            async for chunk in response.aiter_raw():
+                decoder.feed(chunk)
+        finally:
+            del chunk  # out of the locals an error tracker records
     return decoder.finish()
 
 

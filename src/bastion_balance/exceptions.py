@@ -116,7 +116,9 @@ class DeadlineExceededError(TransportError):
 class ExchangeAPIError(BastionBalanceError):
     """The venue answered and refused the request.
 
-    ``code`` is the venue's own error code or string, ``status_code`` the HTTP status.
+    ``code`` is the venue's own error code or string, ``status_code`` the HTTP status, and
+    ``retry_after`` the wait in seconds the venue asked for (``Retry-After``, a reset time), when
+    it said; the retry layer waits at least that long before trying a transient one again.
     """
 
     def __init__(
@@ -126,10 +128,12 @@ class ExchangeAPIError(BastionBalanceError):
         venue: str | None = None,
         code: str | int | None = None,
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, venue=venue)
         self.code = code
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class AuthenticationError(ExchangeAPIError):
@@ -154,8 +158,7 @@ class RateLimitedError(ExchangeAPIError):
         retry_after: float | None = None,
         transient: bool = True,
     ) -> None:
-        super().__init__(message, venue=venue, code=code, status_code=status_code)
-        self.retry_after = retry_after
+        super().__init__(message, venue=venue, code=code, status_code=status_code, retry_after=retry_after)
         self.transient = transient
 
 
@@ -167,18 +170,6 @@ class ServiceUnavailableError(ExchangeAPIError):
     """
 
     transient = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        venue: str | None = None,
-        code: str | int | None = None,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, venue=venue, code=code, status_code=status_code)
-        self.retry_after = retry_after
 
 
 class UnexpectedResponseError(BastionBalanceError):

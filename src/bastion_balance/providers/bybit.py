@@ -152,7 +152,7 @@ def _integer(value: object, *, field: str) -> int:
 
 
 def _digits(text: str) -> bool:
-    """A header holding a plain count or Unix time: ASCII digits, few enough for int() and float().
+    """A header holding a plain count or Unix time: ASCII digits, few enough to convert safely.
 
     ``str.isdigit()`` alone also passes ``"²"`` (which ``int()`` refuses) and thousands of
     digits (which ``int()`` or the float division refuses).
