@@ -90,14 +90,22 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:  # noqa: ANN401  # a venue class, imported on first use
-    venue = _CLASS_NAMES.get(name)
-    if venue is None:
+#: Public names whose modules (and their optional extras) load on first use: name -> module.
+_LAZY_NAMES: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> _Any:  # noqa: ANN401  # a venue class or a lazy name, imported on first use
+    if name in _LAZY_NAMES:
+        import importlib  # noqa: PLC0415
+
+        value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    elif name in _CLASS_NAMES:
+        value = _provider_class(_CLASS_NAMES[name])
+    else:
         msg = f"module 'bastion_balance' has no attribute {name!r}"
         raise AttributeError(msg)
-    cls = _provider_class(venue)
-    globals()[name] = cls
-    return cls
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -12,6 +12,7 @@ Exit codes: 0 complete, 1 partial, 2 usage or configuration error, 3 no venue an
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import stat
 import sys
@@ -38,6 +39,11 @@ EXIT_NONE: Final = 3
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report Ctrl-C
 DEFAULT_CONFIG: Final = Path("~/.config/bastion-balance/config.toml")
 _NOT_SETTINGS: Final = frozenset({"clock"})
+
+#: Subcommands with parsers of their own: name -> "module:function" inside this package, imported
+#: only when asked for. Each function takes ``(argv, *, environ, out, err)`` and returns the exit
+#: code, like :func:`run`.
+SUBCOMMANDS: Final[Mapping[str, str]] = {}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -239,6 +245,9 @@ def run(
     out = out or sys.stdout
     err = err or sys.stderr
     environ = os.environ if environ is None else environ
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return _subcommand(argv[0])(argv[1:], environ=environ, out=out, err=err)
     args = _parser().parse_args(argv)
     use_rich = not args.plain and not args.json and not args.bastion and _rich_available()
     try:
@@ -260,6 +269,13 @@ def run(
         render: Callable[[Portfolio, TextIO], None] = render_rich if use_rich else render_plain
         render(portfolio, out)
     return _exit_code(portfolio, asked)
+
+
+def _subcommand(name: str) -> Callable[..., int]:
+    module_name, function = SUBCOMMANDS[name].split(":")
+    module = importlib.import_module(module_name, __package__)
+    command: Callable[..., int] = getattr(module, function)
+    return command
 
 
 def _demo(timeout: float, use_rich: bool, err: TextIO) -> tuple[Portfolio, int]:
