@@ -11,14 +11,15 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeVar
 from urllib.parse import unquote_plus
 
+import attrs
 import httpx
 
 from .._decimal import AmountError, loads, to_decimal
 from .._protocol import Acquire, Effect, Release, Throttle
-from .._state import RateLimiter, TokenCache, set_clock_offset
+from .._state import RateLimiter, TokenCache, clock_offset, set_clock_offset
 from .._version import __version__
 from ..exceptions import (
     AuthenticationError,
@@ -35,11 +36,19 @@ __all__ = [
     "NoPickle",
     "Secret",
     "SignedRequest",
+    "SubFlow",
+    "bearer_call",
     "cached_token",
     "check_base_url",
+    "clock_corrected",
     "credential",
     "decode_object",
+    "environment_url",
+    "error_body",
+    "error_code",
+    "error_text",
     "extra_figures",
+    "integer_field",
     "label_or",
     "masked_url",
     "measure_clock_offset",
@@ -47,9 +56,18 @@ __all__ = [
     "now_utc",
     "one_of",
     "parse_bearer_token",
+    "printable",
     "retry_after_seconds",
+    "send",
+    "send_and_parse",
     "status_error",
+    "throttled_call",
 ]
+
+T = TypeVar("T")
+
+#: A piece of a flow, run with ``yield from``: it yields effects and returns a ``T``.
+SubFlow: TypeAlias = Generator[Effect, httpx.Response | None, T]
 
 USER_AGENT: Final = f"bastion-balance/{__version__}"
 
@@ -146,6 +164,183 @@ def retry_after_seconds(headers: httpx.Headers, now: Callable[[], datetime] = no
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - now()).total_seconds())
     return max(0.0, float(seconds))  # float-ok: a wait in seconds, not money
+
+
+def environment_url(
+    hosts: Callable[[str], str | None], *, venue: str, name: str = "base_url", missing: str = "give it"
+) -> attrs.Converter[str | None, str]:
+    """A converter for a URL setting whose default depends on the ``environment`` setting.
+
+    Given (a string), the URL is checked like every base URL; left out or ``None``, it is
+    ``hosts(environment)``. ``environment`` must be declared before this field (attrs converts
+    fields in order). An environment without a published host (``hosts`` returns None) is a
+    ``ConfigurationError`` that says ``missing``.
+    """
+
+    def convert(value: str | None, instance: Any) -> str:  # noqa: ANN401  # the provider being built
+        environment: str = instance.environment
+        default = hosts(environment)
+        if value is None and default is None:
+            msg = f"{venue}: environment={environment!r} has no published host: {missing} ({name} is missing)"
+            raise ConfigurationError(msg)
+        return check_base_url(value, default=default or "", venue=venue, name=name)
+
+    return attrs.Converter(convert, takes_self=True)
+
+
+def integer_field(value: object, *, venue: str, field: str) -> int:
+    """A JSON integer, or a decimal string of one (venues send both), else UnexpectedResponseError."""
+    try:
+        number = to_decimal(value)
+    except AmountError as exc:
+        msg = f"bad number: {exc.reason}"
+        raise UnexpectedResponseError(msg, venue=venue, field=field, value=value) from exc
+    if number != number.to_integral_value():
+        msg = "expected an integer"
+        raise UnexpectedResponseError(msg, venue=venue, field=field, value=value)
+    return int(number)
+
+
+def error_body(response: httpx.Response, *, venue: str) -> dict[str, Any]:
+    """An error answer's body as a JSON object, or ``{}`` (error pages are often HTML or empty)."""
+    try:
+        return decode_object(response, venue=venue)
+    except UnexpectedResponseError:
+        return {}
+
+
+#: An error code larger than this is not a code: ``1e999999`` would be a million-digit int.
+_CODE_LIMIT: Final = 10**18
+
+
+def error_code(value: object) -> str | int | None:
+    """A venue's error code member: a non-empty string as sent, a whole number as ``int``, else None."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        number = Decimal(value)
+        if number.is_finite() and number == number.to_integral_value() and abs(number) < _CODE_LIMIT:
+            return int(number)
+    return None
+
+
+def error_text(body: Mapping[str, Any], *names: str) -> str | None:
+    """The first member of ``names`` in an error body that is a non-blank string, or None."""
+    for name in names:
+        text = body.get(name)
+        if isinstance(text, str) and text.strip():
+            return text
+    return None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` on one line, whitespace collapsed, cut at ``limit`` characters (for error messages)."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[:limit] + "..."
+    return flat or "(empty body)"
+
+
+def send(request: httpx.Request) -> SubFlow[httpx.Response]:
+    """Sub-flow: send ``request`` and return its response (body read, size capped)."""
+    response = yield request
+    if response is None:  # a driver bug, not a venue answer: say so rather than fail later
+        msg = "the driver answered a request with None"
+        raise TypeError(msg)
+    return response
+
+
+def send_and_parse(request: httpx.Request, parse: Callable[[httpx.Response], T]) -> SubFlow[T]:
+    """Sub-flow: send ``request`` and return ``parse(response)``."""
+    return parse((yield from send(request)))
+
+
+def throttled_call(
+    limiter: RateLimiter,
+    build: Callable[[], httpx.Request],
+    parse: Callable[[httpx.Response], T],
+    *,
+    cost: float = 1,
+    note: Callable[[httpx.Response], None] | None = None,
+    drains: Callable[[RateLimitedError], bool] = lambda _exc: True,
+) -> SubFlow[T]:
+    """Sub-flow: wait for ``limiter``, then build, send and parse one request.
+
+    ``build`` runs after the wait, so a timestamp or nonce it signs is fresh. ``note`` sees
+    every answer first (a venue's used-weight header). When ``parse`` raises the venue's
+    rate-limit error (and ``drains`` agrees it means this limiter's budget), the limiter is
+    drained: the venue says the budget is spent, so the next fetch waits instead of being
+    refused too.
+    """
+    yield Throttle(limiter, cost)
+    response = yield from send(build())
+    if note is not None:
+        note(response)
+    try:
+        return parse(response)
+    except RateLimitedError as exc:
+        if drains(exc):
+            limiter.drain(limiter.capacity)
+        raise
+
+
+def clock_corrected(
+    call: Callable[[Callable[[], int]], SubFlow[T]],
+    *,
+    venue: str,
+    base_url: str,
+    now_ms: Callable[[], int],
+    is_clock_error: Callable[[AuthenticationError], bool],
+    resync: Callable[[], SubFlow[None]],
+) -> SubFlow[T]:
+    """Sub-flow: ``call(now)``, where ``now()`` is the venue's time in ms; one resync on a clock error.
+
+    ``now()`` is the local clock plus the offset kept for ``base_url`` (read when called, so a
+    request signed after a wait uses the latest offset). docs/decisions.md §8 and §19: when the
+    venue refuses the timestamp, ``resync`` reads its server time once (see
+    :func:`measure_clock_offset`), and the call is signed afresh and made exactly once more; a
+    second refusal is raised.
+    """
+
+    def now() -> int:
+        return now_ms() + (clock_offset(venue, base_url) or 0)
+
+    for attempt in range(2):
+        try:
+            return (yield from call(now))
+        except AuthenticationError as exc:
+            if attempt or not is_clock_error(exc):
+                raise
+        yield from resync()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def bearer_call(
+    token: Callable[[], SubFlow[tuple[str, bool]]],
+    call: Callable[[str], SubFlow[T]],
+    *,
+    cache: TokenCache,
+    is_refused: Callable[[AuthenticationError], bool],
+) -> SubFlow[T]:
+    """Sub-flow: ``call(token)`` with a bearer token; one refresh when a cached token is refused.
+
+    ``token`` is the token sub-flow (:func:`cached_token`), returning ``(token, came from the
+    cache)``. A refused token (``is_refused``: the venue's 401) is dropped from the cache; if it
+    came from the cache, a new one is fetched and the call made exactly once more; a token just
+    issued that is refused is raised (docs/decisions.md §8).
+    """
+    value, cached = yield from token()
+    for attempt in range(2):
+        try:
+            return (yield from call(value))
+        except AuthenticationError as exc:
+            if not is_refused(exc):
+                raise
+            cache.invalidate(value)
+            if attempt or not cached:
+                raise
+        value, _ = yield from token()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def decode_object(response: httpx.Response, *, venue: str) -> dict[str, Any]:
@@ -270,16 +465,10 @@ def cached_token(
     if token is not None:
         yield Release(cache.refresh_lock)
         return token, True
-    if limiter is not None:
-        yield Throttle(limiter)
-    response = yield request()
-    assert response is not None  # noqa: S101  # the drivers always answer a request
-    try:
-        token, lifetime = parse(response)
-    except RateLimitedError:
-        if limiter is not None:
-            limiter.drain(limiter.capacity)
-        raise
+    if limiter is None:
+        token, lifetime = parse((yield from send(request())))
+    else:
+        token, lifetime = yield from throttled_call(limiter, request, parse)
     token = Secret(token)  # a suspended or failing frame's repr of it shows '***'
     cache.store(token, lifetime)
     yield Release(cache.refresh_lock)
@@ -317,9 +506,7 @@ def measure_clock_offset(
     server's time minus the midpoint of the local clock around the request.
     """
     sent = now_ms()
-    answer = yield request
-    assert answer is not None  # noqa: S101  # the drivers always answer a request
-    server = parse(answer)
+    server = parse((yield from send(request)))
     set_clock_offset(venue, base_url, server - (sent + now_ms()) // 2)
 
 

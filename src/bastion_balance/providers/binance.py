@@ -24,10 +24,9 @@ import attrs
 import httpx
 
 from .._convert import structure
-from .._decimal import AmountError, to_decimal
 from .._models import Balance, Holding
 from .._protocol import Flow, Throttle
-from .._state import RateLimiter, clock_offset, shared_state
+from .._state import RateLimiter, shared_state
 from ..exceptions import (
     AuthenticationError,
     ExchangeAPIError,
@@ -40,10 +39,14 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
-    check_base_url,
+    SubFlow,
+    clock_corrected,
     credential,
     decode_object,
+    environment_url,
+    error_body,
     extra_figures,
+    integer_field,
     label_or,
     measure_clock_offset,
     milliseconds,
@@ -51,6 +54,7 @@ from ._common import (
     one_of,
     retry_after_seconds,
     status_error,
+    throttled_call,
 )
 
 __all__ = [
@@ -120,15 +124,7 @@ def binance_sign(total_params: str, secret: str) -> str:
 
 
 def _integer(value: object, *, field: str) -> int:
-    try:
-        number = to_decimal(value)
-    except AmountError as exc:
-        msg = f"bad number: {exc.reason}"
-        raise UnexpectedResponseError(msg, venue=VENUE, field=field, value=value) from exc
-    if number != number.to_integral_value():
-        msg = "expected an integer"
-        raise UnexpectedResponseError(msg, venue=VENUE, field=field, value=value)
-    return int(number)
+    return integer_field(value, venue=VENUE, field=field)
 
 
 def _retry_after(response: httpx.Response, message: str, now_ms: int) -> tuple[float | None, bool]:
@@ -203,9 +199,9 @@ def _label(value: str | None) -> str:
     return label_or(value, VENUE)
 
 
-def _base_url(value: str | None) -> str:
-    # "" stands for "not given": __attrs_post_init__ fills in the environment's URL.
-    return "" if value is None else check_base_url(value, default=DEFAULT_BASE_URL, venue=VENUE)
+#: ``base_url``: the environment's host unless given (mypy's attrs plugin cannot read a converter
+#: that sees the instance, hence the ignore where it is used; the parameter's type is str | None).
+_BASE_URL: Final = environment_url(ENVIRONMENTS.get, venue=VENUE)
 
 
 def _environment(value: object) -> str:
@@ -238,14 +234,10 @@ class BinanceFutures(NoPickle):
     api_key: str = attrs.field(converter=_key, repr=False)
     api_secret: str = attrs.field(converter=_secret, repr=False)
     label: str = attrs.field(default=None, converter=_label)
-    base_url: str = attrs.field(default=None, converter=_base_url)
     environment: str = attrs.field(default="prod", converter=_environment)
+    base_url: str = attrs.field(default=None, converter=_BASE_URL)  # type: ignore[misc]  # see _BASE_URL
     recv_window: int = attrs.field(default=5000, converter=_recv_window)
     clock: Callable[[], int] = attrs.field(default=time.time_ns, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.base_url:
-            object.__setattr__(self, "base_url", ENVIRONMENTS[self.environment])
 
     @property
     def venue(self) -> str:
@@ -287,10 +279,7 @@ class BinanceFutures(NoPickle):
         if response.status_code == 200:
             payload = decode_object(response, venue=VENUE)
         else:  # error pages may be HTML: their status still says what happened
-            try:
-                payload = decode_object(response, venue=VENUE)
-            except UnexpectedResponseError:
-                payload = {}
+            payload = error_body(response, venue=VENUE)
         self._raise_for_error(response, payload)
         return payload
 
@@ -354,20 +343,17 @@ class BinanceFutures(NoPickle):
         offset for this base URL, re-signs and retries exactly once (docs/decisions.md §8 and §19).
         """
         limiter = self._weight_limiter()
-        for attempt in range(2):
-            yield Throttle(limiter, ACCOUNT_WEIGHT)
-            offset = clock_offset(VENUE, self.base_url) or 0
-            response = yield self.build_request(self.now_ms() + offset)
-            assert response is not None  # noqa: S101  # the drivers always answer a request
-            self._note_weight(limiter, response)
-            try:
-                return self.parse_response(response)
-            except RateLimitedError:
-                limiter.drain(limiter.capacity)
-                raise
-            except AuthenticationError as exc:
-                if attempt or exc.code != -1021:
-                    raise
+
+        def account(now: Callable[[], int]) -> SubFlow[Balance]:
+            return throttled_call(
+                limiter,
+                lambda: self.build_request(now()),
+                self.parse_response,
+                cost=ACCOUNT_WEIGHT,
+                note=lambda answer: self._note_weight(limiter, answer),
+            )
+
+        def resync() -> SubFlow[None]:
             yield Throttle(limiter, SERVER_TIME_WEIGHT)
 
             def server_time(answer: httpx.Response) -> int:
@@ -381,4 +367,14 @@ class BinanceFutures(NoPickle):
                 request=self.server_time_request(),
                 parse=server_time,
             )
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        return (
+            yield from clock_corrected(
+                account,
+                venue=VENUE,
+                base_url=self.base_url,
+                now_ms=self.now_ms,
+                is_clock_error=lambda exc: exc.code == -1021,
+                resync=resync,
+            )
+        )

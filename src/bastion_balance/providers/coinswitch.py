@@ -26,12 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .._convert import structure
 from .._models import Balance, Holding
-from .._protocol import Flow, Throttle
+from .._protocol import Flow
 from .._state import shared_state
 from ..exceptions import (
     ConfigurationError,
     ExchangeAPIError,
-    RateLimitedError,
     UnexpectedResponseError,
 )
 from ._common import (
@@ -42,10 +41,13 @@ from ._common import (
     check_base_url,
     credential,
     decode_object,
+    error_body,
+    error_text,
     extra_figures,
     label_or,
     now_utc,
     status_error,
+    throttled_call,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "WALLET_BALANCE_PATH", "CoinSwitch", "coinswitch_sign"]
@@ -152,23 +154,13 @@ def _base_asset(value: object) -> str:
     return value.upper()
 
 
-def _message(response: httpx.Response) -> str | None:
-    """The ``message`` of an error body, if the body is a JSON object that has one."""
-    try:
-        payload = decode_object(response, venue=VENUE)
-    except UnexpectedResponseError:
-        return None
-    message = payload.get("message")
-    return message if isinstance(message, str) and message else None
-
-
 def coinswitch_error(response: httpx.Response) -> ExchangeAPIError:
     """The exception for a non-2xx answer; the HTTP status is the ``code``."""
     status = response.status_code
     meaning = _MEANINGS.get(status, "CoinSwitch refused the request")
     if status >= 500:
         meaning = "CoinSwitch had a server error (for a read, safe to retry)"
-    said = _message(response)
+    said = error_text(error_body(response, venue=VENUE), "message")
     text = f"{said}: {meaning}" if said else meaning
     return status_error(response, venue=VENUE, message=text, code=status)
 
@@ -273,14 +265,11 @@ class CoinSwitch(NoPickle):
         """Wait for this key's 20-per-minute budget, sign with the current epoch, send, parse."""
         state = shared_state(VENUE, self.base_url, self.api_key)
         limiter = state.window_limiter("wallet_balance", *RATE_LIMIT)
-        yield Throttle(limiter)
-        response = yield self.build_request(self.clock() // 1_000_000)
-        assert response is not None  # noqa: S101  # the drivers always answer a request
-        try:
-            return self.parse_response(response)
-        except RateLimitedError:
-            limiter.drain(limiter.capacity)
-            raise
+        return (
+            yield from throttled_call(
+                limiter, lambda: self.build_request(self.clock() // 1_000_000), self.parse_response
+            )
+        )
 
 
 def _holding(entry: _SettlementAsset) -> Holding:

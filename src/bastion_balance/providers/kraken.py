@@ -22,7 +22,7 @@ import httpx
 
 from .._convert import structure
 from .._models import Balance
-from .._protocol import Acquire, Flow, Throttle
+from .._protocol import Acquire, Flow
 from .._state import shared_state
 from ..exceptions import (
     AuthenticationError,
@@ -45,6 +45,7 @@ from ._common import (
     now_utc,
     one_of,
     status_error,
+    throttled_call,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "TRADE_BALANCE_PATH", "Kraken", "kraken_sign"]
@@ -326,17 +327,21 @@ class Kraken(NoPickle):
         limiter = state.limiter("calls", most - COUNTER_MARGIN, decay)
         yield Acquire(state.inflight)  # held until the flow ends; the driver releases it
         for attempt in range(2):
-            yield Throttle(limiter)
-            nonce = state.nonce.next(self.clock() // 1000)
-            response = yield self.build_request(nonce)
-            assert response is not None  # noqa: S101  # the drivers always answer a request
             try:
-                return self.parse_response(response)
+                return (
+                    yield from throttled_call(
+                        limiter,
+                        lambda: self.build_request(state.nonce.next(self.clock() // 1000)),
+                        self.parse_response,
+                        drains=_counter_full,  # not for "EService:Throttled": that is concurrency
+                    )
+                )
             except AuthenticationError as exc:
                 if attempt or error_key(str(exc.code)) != "EAPI:Invalid nonce":
                     raise
-            except RateLimitedError as exc:
-                if error_key(str(exc.code)) == "EAPI:Rate limit exceeded":
-                    limiter.drain(limiter.capacity)  # Kraken says this key's counter is full
-                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _counter_full(exc: RateLimitedError) -> bool:
+    """Kraken says this key's call counter is full."""
+    return error_key(str(exc.code)) == "EAPI:Rate limit exceeded"

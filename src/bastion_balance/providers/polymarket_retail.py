@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .._convert import structure
 from .._decimal import exact_sum
 from .._models import Balance, Holding
-from .._protocol import Flow, Throttle
+from .._protocol import Flow
 from .._state import shared_state
-from ..exceptions import ConfigurationError, ExchangeAPIError, RateLimitedError, UnexpectedResponseError
+from ..exceptions import ConfigurationError, ExchangeAPIError, UnexpectedResponseError
 from ._common import (
     USER_AGENT,
     NoPickle,
@@ -40,10 +40,14 @@ from ._common import (
     check_base_url,
     credential,
     decode_object,
+    error_body,
+    error_code,
+    error_text,
     extra_figures,
     label_or,
     now_utc,
     status_error,
+    throttled_call,
 )
 
 __all__ = ["BALANCES_PATH", "DEFAULT_BASE_URL", "PolymarketUSRetail", "polymarket_retail_sign"]
@@ -165,23 +169,10 @@ def polymarket_retail_error(response: httpx.Response) -> ExchangeAPIError:
     meaning = _MEANINGS.get(status, "Polymarket refused the request")
     if status >= 500:
         meaning = "Polymarket had a server error"
-    said: str | None = None
-    code: str | int = status
-    try:
-        payload = decode_object(response, venue=VENUE)
-    except UnexpectedResponseError:
-        payload = {}
-    message = payload.get("message")
-    if isinstance(message, str) and message:
-        said = message
-    for name in ("code", "status"):
-        value = payload.get(name)
-        if isinstance(value, Decimal) and value == value.to_integral_value() and abs(value) < 10**18:
-            code = int(value)  # bounded: "1e999999" would be a million-digit int
-            break
-        if isinstance(value, str) and value:
-            code = value
-            break
+    payload = error_body(response, venue=VENUE)
+    said = error_text(payload, "message")
+    found = (error_code(payload.get(name)) for name in ("code", "status"))
+    code: str | int = next((c for c in found if c is not None), status)
     text = f"{said}: {meaning}" if said else meaning
     return status_error(response, venue=VENUE, message=text, code=code)
 
@@ -295,11 +286,8 @@ class PolymarketUSRetail(NoPickle):
         """Wait for this key's 20-per-second budget, sign with the current time, send, parse."""
         state = shared_state(VENUE, self.base_url, self.key_id)
         limiter = state.window_limiter("requests", *RATE_LIMIT)
-        yield Throttle(limiter)
-        response = yield self.build_request(self.clock() // 1_000_000)
-        assert response is not None  # noqa: S101  # the drivers always answer a request
-        try:
-            return self.parse_response(response)
-        except RateLimitedError:
-            limiter.drain(limiter.capacity)
-            raise
+        return (
+            yield from throttled_call(
+                limiter, lambda: self.build_request(self.clock() // 1_000_000), self.parse_response
+            )
+        )

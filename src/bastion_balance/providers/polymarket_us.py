@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from .._convert import structure
 from .._decimal import exact_sum
 from .._models import Balance, Holding
-from .._protocol import Effect, Flow, Throttle
+from .._protocol import Effect, Flow
 from .._state import TokenCache, shared_state
 from ..exceptions import (
     AuthenticationError,
@@ -49,10 +49,13 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    bearer_call,
     cached_token,
     check_base_url,
     credential,
     decode_object,
+    environment_url,
+    error_body,
     extra_figures,
     label_or,
     now_utc,
@@ -60,6 +63,7 @@ from ._common import (
     parse_bearer_token,
     retry_after_seconds,
     status_error,
+    throttled_call,
 )
 
 __all__ = [
@@ -180,13 +184,6 @@ def _grpc_code(value: object) -> int | None:
     return None
 
 
-def _error_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        return decode_object(response, venue=VENUE)
-    except UnexpectedResponseError:
-        return {}
-
-
 def _make(
     cls: type[ExchangeAPIError], text: str, code: str | int | None, response: httpx.Response
 ) -> ExchangeAPIError:
@@ -207,7 +204,7 @@ def _make(
 
 def grpc_error(response: httpx.Response) -> ExchangeAPIError:
     """The exception for a non-200 API answer: by gRPC ``code`` first, HTTP status second."""
-    body = _error_body(response)
+    body = error_body(response, venue=VENUE)
     code = _grpc_code(body.get("code"))
     message = _text(body.get("message", "")) or "no message"
     known = _GRPC.get(code) if code is not None else None
@@ -220,7 +217,7 @@ def grpc_error(response: httpx.Response) -> ExchangeAPIError:
 
 def token_error(response: httpx.Response) -> ExchangeAPIError:
     """The exception for a refused token request: by OAuth ``error`` first, HTTP status second."""
-    body = _error_body(response)
+    body = error_body(response, venue=VENUE)
     error = body.get("error")
     code = error if isinstance(error, str) and error else None
     description = _text(body.get("error_description", "")) or "no description"
@@ -352,14 +349,32 @@ def _label(value: str | None) -> str:
     return label_or(value, VENUE)
 
 
-def _later(value: str | None) -> str:
-    """URLs are checked once the environment is known (``__attrs_post_init__``)."""
-    if value is None:
-        return ""
-    if not isinstance(value, str) or not value:
-        msg = f"{VENUE}: base_url, auth_url and audience must be non-empty strings, got {value!r}"
+def _api_host(environment: str) -> str:
+    return ENVIRONMENTS[environment][0]
+
+
+def _checked_auth_url(value: str | None, instance: Any) -> str:  # noqa: ANN401  # the provider being built
+    auth = ENVIRONMENTS[instance.environment][1]
+    auth_url = check_base_url(value, default=auth, venue=VENUE, name="auth_url")
+    if httpx.URL(auth_url).path not in {"", "/"}:
+        msg = (
+            f"{VENUE}: auth_url is the auth service's base URL (scheme and host, e.g. {auth}); "
+            f"the provider appends {TOKEN_PATH}"
+        )
         raise ConfigurationError(msg)
-    return value
+    return auth_url
+
+
+def _checked_audience(value: str | None, instance: Any) -> str:  # noqa: ANN401  # the provider being built
+    audience = _api_host(instance.environment) if value is None else value
+    return credential(audience, venue=VENUE, name="audience")
+
+
+#: URLs and audience default to the environment's (mypy's attrs plugin cannot read a converter that
+#: sees the instance, hence the ignores where they are used; the parameters' type is str | None).
+_BASE_URL: Final = environment_url(_api_host, venue=VENUE)
+_AUTH_URL: Final = attrs.Converter(_checked_auth_url, takes_self=True)
+_AUDIENCE: Final = attrs.Converter(_checked_audience, takes_self=True)
 
 
 @final
@@ -386,25 +401,10 @@ class PolymarketUS(NoPickle):
     currency: str = attrs.field(default="USD", converter=_currency)
     environment: str = attrs.field(default="prod", converter=_environment)
     label: str = attrs.field(default=None, converter=_label)
-    base_url: str = attrs.field(default=None, converter=_later)
-    auth_url: str = attrs.field(default=None, converter=_later)
-    audience: str = attrs.field(default=None, converter=_later)
+    base_url: str = attrs.field(default=None, converter=_BASE_URL)  # type: ignore[misc]  # see _BASE_URL
+    auth_url: str = attrs.field(default=None, converter=_AUTH_URL)  # type: ignore[misc]
+    audience: str = attrs.field(default=None, converter=_AUDIENCE)  # type: ignore[misc]
     clock: Callable[[], int] = attrs.field(default=time.time_ns, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        api, auth = ENVIRONMENTS[self.environment]
-        base_url = check_base_url(self.base_url or None, default=api, venue=VENUE)
-        auth_url = check_base_url(self.auth_url or None, default=auth, venue=VENUE, name="auth_url")
-        if httpx.URL(auth_url).path not in {"", "/"}:
-            msg = (
-                f"{VENUE}: auth_url is the auth service's base URL (scheme and host, e.g. {auth}); "
-                f"the provider appends {TOKEN_PATH}"
-            )
-            raise ConfigurationError(msg)
-        audience = credential(self.audience or api, venue=VENUE, name="audience")
-        object.__setattr__(self, "base_url", base_url)
-        object.__setattr__(self, "auth_url", auth_url)
-        object.__setattr__(self, "audience", audience)
 
     @property
     def venue(self) -> str:
@@ -520,19 +520,11 @@ class PolymarketUS(NoPickle):
         # A token is good for one client and one audience: both key the cache.
         cache = shared_state(VENUE, self.auth_url, f"{self.client_id} {self.audience}").token
         limiter = shared_state(VENUE, self.base_url, "firm:" + self.firm).window_limiter("firm", *FIRM_LIMIT)
-        token, cached = yield from self._token(cache)
-        while True:
-            yield Throttle(limiter)
-            response = yield self.build_request(token)
-            assert response is not None  # noqa: S101  # the drivers always answer a request
-            try:
-                return self.parse_response(response)
-            except AuthenticationError as exc:
-                if not cached or not (exc.status_code == 401 or exc.code == 16):
-                    raise
-                cache.invalidate(token)
-                token, _ = yield from self._token(cache)
-                cached = False  # the retry's token is fresh: a second 401 is raised
-            except RateLimitedError:
-                limiter.drain(limiter.capacity)
-                raise
+        return (
+            yield from bearer_call(
+                lambda: self._token(cache),
+                lambda token: throttled_call(limiter, lambda: self.build_request(token), self.parse_response),
+                cache=cache,
+                is_refused=lambda exc: exc.status_code == 401 or exc.code == 16,
+            )
+        )

@@ -23,7 +23,6 @@ import attrs
 import httpx
 
 from .._convert import structure
-from .._decimal import loads
 from .._models import Balance, Holding
 from .._protocol import Flow
 from .._state import shared_state
@@ -37,15 +36,21 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    bearer_call,
     cached_token,
-    check_base_url,
     credential,
     decode_object,
+    environment_url,
+    error_body,
+    error_code,
+    error_text,
     extra_figures,
     label_or,
     now_utc,
     one_of,
     parse_bearer_token,
+    printable,
+    send_and_parse,
     status_error,
 )
 
@@ -99,30 +104,10 @@ _MEANINGS: Final[Mapping[tuple[str, int], str]] = {
 
 def _error_details(response: httpx.Response) -> tuple[str, str | int | None]:
     """The message (``message``/``error`` member, else a short snippet) and code of an answer."""
-    try:
-        payload: object = loads(response.content, venue=VENUE)
-    except UnexpectedResponseError:
-        payload = None
-    if isinstance(payload, dict):
-        code = payload.get("code")
-        raw_code: str | int | None = None
-        if isinstance(code, str):
-            raw_code = code
-        elif isinstance(code, Decimal) and code == code.to_integral_value() and abs(code) < 10**18:
-            raw_code = int(code)  # bounded: "1e999999" would be a million-digit int
-        for name in ("message", "error", "error_description", "detail"):
-            text = payload.get(name)
-            if isinstance(text, str) and text.strip():
-                return _printable(text), raw_code
-        return _printable(response.text), raw_code
-    return _printable(response.text), None
-
-
-def _printable(text: str) -> str:
-    flat = " ".join(text.split())
-    if len(flat) > _SNIPPET_CHARS:
-        flat = flat[:_SNIPPET_CHARS] + "..."
-    return flat or "(empty body)"
+    body = error_body(response, venue=VENUE)
+    text = error_text(body, "message", "error", "error_description", "detail")
+    code = body.get("code")
+    return printable(response.text if text is None else text, _SNIPPET_CHARS), error_code(code)
 
 
 def rails_error(response: httpx.Response, *, endpoint: Literal["token", "balances"]) -> ExchangeAPIError:
@@ -167,26 +152,21 @@ def _environment(value: object) -> str:
     return one_of(value, ENVIRONMENTS, venue=VENUE, name="environment")
 
 
-def _base_url(value: str | None) -> str:
-    return check_base_url(value, default="", venue=VENUE, name="base_url")  # "" = not given
+def _host(index: int) -> Callable[[str], str | None]:
+    def host(environment: str) -> str | None:
+        hosts = ENVIRONMENTS[environment]
+        return None if hosts is None else hosts[index]
+
+    return host
 
 
-def _auth_url(value: str | None) -> str:
-    return check_base_url(value, default="", venue=VENUE, name="auth_url")  # "" = not given
-
-
-def _default_url(given: str, environment: str, name: str, index: int) -> str:
-    """``given``, or the environment's published host; production has none to fall back on."""
-    if given:
-        return given
-    hosts = ENVIRONMENTS[environment]
-    if hosts is None:
-        msg = (
-            f"rails: Rails publishes no production hosts; environment={environment!r} needs "
-            f"base_url and auth_url given explicitly ({name} is missing); no host is guessed"
-        )
-        raise ConfigurationError(msg)
-    return hosts[index]
+_NO_HOSTS: Final = (
+    "Rails publishes no production hosts; give base_url and auth_url explicitly, no host is guessed"
+)
+#: The environment's hosts unless given (mypy's attrs plugin cannot read a converter that sees the
+#: instance, hence the ignores where they are used; the parameters' type is str | None).
+_BASE_URL: Final = environment_url(_host(0), venue=VENUE, missing=_NO_HOSTS)
+_AUTH_URL: Final = environment_url(_host(1), venue=VENUE, name="auth_url", missing=_NO_HOSTS)
 
 
 def _market(value: object) -> str | None:
@@ -224,15 +204,10 @@ class Rails(NoPickle):
     api_secret: str = attrs.field(converter=_secret, repr=False)
     environment: Literal["sandbox", "production"] = attrs.field(default="sandbox", converter=_environment)
     label: str = attrs.field(default=None, converter=_label)
-    base_url: str = attrs.field(default=None, converter=_base_url)
-    auth_url: str = attrs.field(default=None, converter=_auth_url)
+    base_url: str = attrs.field(default=None, converter=_BASE_URL)  # type: ignore[misc]  # see _BASE_URL
+    auth_url: str = attrs.field(default=None, converter=_AUTH_URL)  # type: ignore[misc]
     market: str | None = attrs.field(default=None, converter=_market)
     clock: Callable[[], int] = attrs.field(default=time.time_ns, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        for index, name in enumerate(("base_url", "auth_url")):
-            url = _default_url(getattr(self, name), self.environment, name, index)
-            object.__setattr__(self, name, url)  # frozen: filled in once, at construction
 
     @property
     def venue(self) -> str:
@@ -312,19 +287,17 @@ class Rails(NoPickle):
         one refresh and retry (docs/decisions.md §8); a ``401`` on a token just issued is raised.
         """
         state = shared_state(VENUE, self.auth_url, self.api_key)
-        for attempt in range(2):
-            token, cached = yield from cached_token(
-                state.token,
-                margin=TOKEN_MARGIN,
-                request=self.build_token_request,
-                parse=self.parse_token_response,
-                limiter=state.limiter("token", *TOKEN_LIMIT),
+        return (
+            yield from bearer_call(
+                lambda: cached_token(
+                    state.token,
+                    margin=TOKEN_MARGIN,
+                    request=self.build_token_request,
+                    parse=self.parse_token_response,
+                    limiter=state.limiter("token", *TOKEN_LIMIT),
+                ),
+                lambda token: send_and_parse(self.build_request(token), self.parse_response),
+                cache=state.token,
+                is_refused=lambda exc: exc.status_code == 401,
             )
-            response = yield self.build_request(token)
-            assert response is not None  # noqa: S101  # the drivers always answer a request
-            if response.status_code == 401:
-                state.token.invalidate(token)
-                if cached and not attempt:
-                    continue
-            return self.parse_response(response)
-        raise AssertionError("unreachable")  # pragma: no cover
+        )
