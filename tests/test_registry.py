@@ -1,15 +1,30 @@
-"""The venue registry's credential headers: complete for every venue, and what logs and
-cassettes use."""
+"""The venue registry: its credential headers are complete and what logs and cassettes use, and
+every list of venues elsewhere (exports, type-checking imports, demo, typing tests, docs,
+cassettes) agrees with it."""
 
 from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
 
 import bastion_balance as bb
+from bastion_balance import testing
 from bastion_balance._logging import MASK, redact
-from bastion_balance.providers import ALL_CREDENTIAL_HEADERS, CREDENTIAL_HEADERS, PROVIDERS
+from bastion_balance.providers import (
+    ALL_CREDENTIAL_HEADERS,
+    CLASS_NAMES,
+    CREDENTIAL_HEADERS,
+    PROVIDERS,
+    VENUES,
+    provider_class,
+)
 from bastion_balance.testing import demo_setup
+from bastion_balance.testing._demo import DEMO_MODULES
 
 from ._vcr import CREDENTIAL_HEADERS as SCRUBBED_IN_CASSETTES
 
@@ -61,3 +76,94 @@ def test_logs_mask_and_cassettes_scrub_every_listed_header(name: str) -> None:
         masked = redact(line)
         assert "s3cr3t" not in masked and MASK in masked
     assert name in SCRUBBED_IN_CASSETTES
+
+
+# -- every list of venues agrees with the registry ------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "bastion_balance"
+
+
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """``Class -> module`` of the ``from .providers.<module> import <Class>`` lines under TYPE_CHECKING."""
+    found: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("providers."):
+                    for alias in stmt.names:
+                        found[alias.name] = (stmt.module or "").removeprefix("providers.")
+    return found
+
+
+def test_package_exports_every_venue() -> None:
+    """``bb.__all__`` lists each registry class, and nothing else ending like a venue."""
+    exported = set(bb.__all__)
+    assert set(CLASS_NAMES) <= exported
+    for name in CLASS_NAMES:
+        assert getattr(bb, name) is provider_class(CLASS_NAMES[name])
+
+
+def test_type_checking_imports_match_the_registry() -> None:
+    """The package's type-checking imports name exactly the registry's classes and modules."""
+    imports = _type_checking_imports(PACKAGE / "__init__.py")
+    assert imports == {venue.class_name: venue.module for venue in VENUES.values()}
+
+
+def test_demo_serves_every_venue_in_registry_order() -> None:
+    """The demo has one provider per registry venue, in order, each served by its listed simulator."""
+    simulator, providers = demo_setup()
+    assert [p.venue for p in providers] == list(VENUES)
+    served = [type(v) for v in simulator.venues]
+    for name, venue in VENUES.items():
+        module, cls = venue.simulator.split(":")
+        simulated = getattr(importlib.import_module(f"bastion_balance.testing.{module}"), cls)
+        assert simulated in served, name
+        assert cls in testing.__all__, f"{cls} is not exported by bastion_balance.testing"
+        assert type(providers[list(VENUES).index(name)]) is provider_class(name)
+
+
+def test_typing_tests_build_every_venue() -> None:
+    """typing_tests/public_api.py constructs every venue class (so its signature is type-checked)."""
+    tree = ast.parse((ROOT / "typing_tests" / "public_api.py").read_text())
+    called = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and ast.unparse(node.func.value) == "bb"
+    }
+    assert set(CLASS_NAMES) <= called
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_docs_link_every_venue_page(page: str) -> None:
+    """The README and the docs index link each venue's page; every venue page belongs to a venue."""
+    text = (ROOT / page).read_text()
+    prefix = "docs/" if page == "README.md" else ""
+    for name, venue in VENUES.items():
+        link = f"[{venue.title}]({prefix}{venue.docs})"
+        assert link in " ".join(text.split()), f"{page} has no link {link} ({name})"
+    pages = {f"venues/{path.name}" for path in (ROOT / "docs" / "venues").glob("*.md")}
+    assert pages == {venue.docs for venue in VENUES.values()}
+
+
+def test_every_venue_has_a_cassette_folder() -> None:
+    """cassettes/<venue>/ exists for each venue (with its provenance), and only for venues."""
+    folders = {path.name for path in (ROOT / "cassettes").iterdir() if path.is_dir()}
+    assert folders == set(VENUES)
+    for name in VENUES:
+        assert any((ROOT / "cassettes" / name).glob("*.md")), f"cassettes/{name} has no provenance file"
+
+
+def test_derived_lists_follow_the_registry() -> None:
+    """PROVIDERS, CREDENTIAL_HEADERS and CLASS_NAMES are views of VENUES; the provider's venue is its key."""
+    assert dict(PROVIDERS) == {name: venue.target for name, venue in VENUES.items()}
+    assert dict(CREDENTIAL_HEADERS) == {name: venue.credential_headers for name, venue in VENUES.items()}
+    assert dict(CLASS_NAMES) == {venue.class_name: name for name, venue in VENUES.items()}
+    for _, provider in (module.demo_pair() for module in _demo_modules()):
+        assert provider.venue in VENUES
+
+
+def _demo_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"bastion_balance.testing.{name}") for name in DEMO_MODULES]

@@ -1,7 +1,8 @@
-"""The built-in venues, listed explicitly and imported on first use.
+"""The built-in venues: one registry (:data:`VENUES`), provider classes imported on first use.
 
 ``PROVIDERS`` maps a venue name to ``"module:Class"``; :func:`provider_class` imports it.
-Third-party providers need no registration: any object that fits ``BalanceProvider`` works.
+Third-party providers need no registration: any object that fits ``BalanceProvider`` works
+(see ``bastion_balance.provider_kit``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+import attrs
+
 from ..exceptions import ConfigurationError
 
 __all__ = [
@@ -18,35 +21,101 @@ __all__ = [
     "CLASS_NAMES",
     "CREDENTIAL_HEADERS",
     "PROVIDERS",
+    "VENUES",
+    "Venue",
     "provider_class",
     "provider_from_name",
 ]
 
-PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
+
+@attrs.frozen
+class Venue:
+    """One built-in venue: everything other parts of the project need to know about it.
+
+    ``target`` is the provider class (``"module:Class"`` in this package); ``credential_headers``
+    the request headers that carry a credential, a signature, a token or an account id (masked in
+    logs, scrubbed from cassettes); ``simulator`` the simulated venue (``"module:Class"`` in
+    ``bastion_balance.testing``, whose module has ``demo_pair()`` for ``bastion-balance demo``);
+    ``title`` its name for people; ``docs`` its page under ``docs/``.
+    """
+
+    target: str
+    credential_headers: tuple[str, ...]
+    simulator: str
+    title: str
+    docs: str
+
+    @property
+    def module(self) -> str:
+        """The provider's module in this package, e.g. ``"kraken"``."""
+        return self.target.split(":")[0]
+
+    @property
+    def class_name(self) -> str:
+        """The provider's class, e.g. ``"Kraken"`` (``bb.Kraken``)."""
+        return self.target.split(":")[1]
+
+
+#: The one list of built-in venues. Everything else is derived from it (the lists below, the log
+#: filter, the cassette scrubber, the demo, the CLI), or checked against it by tests/test_registry.py
+#: where a tool needs a literal list (``__all__``, type-checking imports, the docs index).
+VENUES: Final[Mapping[str, Venue]] = MappingProxyType(
     {
-        "kraken": "kraken:Kraken",
-        "rails": "rails:Rails",
-        "coinswitch": "coinswitch:CoinSwitch",
-        "polymarket_us_retail": "polymarket_retail:PolymarketUSRetail",
-        "polymarket_us": "polymarket_us:PolymarketUS",
-        "binance": "binance:BinanceFutures",
-        "bybit": "bybit:Bybit",
+        "kraken": Venue(
+            "kraken:Kraken", ("API-Key", "API-Sign"), "_kraken:SimulatedKraken", "Kraken", "venues/kraken.md"
+        ),
+        "rails": Venue(
+            "rails:Rails",
+            ("X-Api-Key", "X-Api-Secret", "Authorization"),
+            "_rails:SimulatedRails",
+            "Rails",
+            "venues/rails.md",
+        ),
+        "coinswitch": Venue(
+            "coinswitch:CoinSwitch",
+            ("X-AUTH-APIKEY", "X-AUTH-SIGNATURE"),
+            "_coinswitch:SimulatedCoinSwitch",
+            "CoinSwitch PRO futures",
+            "venues/coinswitch.md",
+        ),
+        "polymarket_us_retail": Venue(
+            "polymarket_retail:PolymarketUSRetail",
+            ("X-PM-Access-Key", "X-PM-Signature"),
+            "_polymarket_retail:SimulatedPolymarketRetail",
+            "Polymarket US retail",
+            "venues/polymarket-us-retail.md",
+        ),
+        "polymarket_us": Venue(
+            "polymarket_us:PolymarketUS",
+            ("Authorization", "x-participant-id"),
+            "_polymarket_us:SimulatedPolymarketUS",
+            "Polymarket US",
+            "venues/polymarket-us.md",
+        ),
+        "binance": Venue(
+            "binance:BinanceFutures",
+            ("X-MBX-APIKEY",),
+            "_binance:SimulatedBinance",
+            "Binance USD-M",
+            "venues/binance.md",
+        ),
+        "bybit": Venue(
+            "bybit:Bybit",
+            ("X-BAPI-API-KEY", "X-BAPI-SIGN"),
+            "_bybit:SimulatedBybit",
+            "Bybit",
+            "venues/bybit.md",
+        ),
     }
 )
 
-#: The request headers of each venue that carry a credential, a signature, a token or an account
-#: id: masked in logs, scrubbed from cassettes. One list, so a venue added here is covered by both
-#: (tests/test_registry.py checks that every header a provider sends is either here or public).
+#: Venue name -> ``"module:Class"`` of its provider.
+PROVIDERS: Final[Mapping[str, str]] = MappingProxyType({name: venue.target for name, venue in VENUES.items()})
+
+#: Venue name -> the request headers that carry a credential (tests/test_registry.py checks that
+#: every header a provider sends is either listed here or public).
 CREDENTIAL_HEADERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "kraken": ("API-Key", "API-Sign"),
-        "rails": ("X-Api-Key", "X-Api-Secret", "Authorization"),
-        "coinswitch": ("X-AUTH-APIKEY", "X-AUTH-SIGNATURE"),
-        "polymarket_us_retail": ("X-PM-Access-Key", "X-PM-Signature"),
-        "polymarket_us": ("Authorization", "x-participant-id"),
-        "binance": ("X-MBX-APIKEY",),
-        "bybit": ("X-BAPI-API-KEY", "X-BAPI-SIGN"),
-    }
+    {name: venue.credential_headers for name, venue in VENUES.items()}
 )
 
 #: Every credential header of every venue, once each, in a stable order.
@@ -56,7 +125,7 @@ ALL_CREDENTIAL_HEADERS: Final[tuple[str, ...]] = tuple(
 
 #: Public class name -> venue name, for lazy attribute access on the package.
 CLASS_NAMES: Final[Mapping[str, str]] = MappingProxyType(
-    {target.split(":")[1]: venue for venue, target in PROVIDERS.items()}
+    {venue.class_name: name for name, venue in VENUES.items()}
 )
 
 

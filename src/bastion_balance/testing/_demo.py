@@ -5,20 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import Any, Final
 
+from ..providers import VENUES
 from ._simulator import Simulator
 
 __all__ = ["DEMO_MODULES", "demo_setup"]
 
-#: Simulator modules, in the order the demo lists them; each has ``demo_pair()``.
-DEMO_MODULES: Final = (
-    "_binance",
-    "_bybit",
-    "_kraken",
-    "_coinswitch",
-    "_polymarket_us",
-    "_polymarket_retail",
-    "_rails",
-)
+#: Simulator modules, one per built-in venue in the registry's order; each has ``demo_pair()``.
+DEMO_MODULES: Final = tuple(venue.simulator.split(":")[0] for venue in VENUES.values())
 
 
 def demo_setup() -> tuple[Simulator, list[Any]]:
