@@ -27,6 +27,8 @@ from bastion_balance.testing import (
     Simulator,
 )
 
+from . import _harness as harness
+
 FAST = bb.RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.002)
 
 
@@ -34,22 +36,14 @@ def kraken(**overrides: object) -> Kraken:
     return Kraken(api_key=KRAKEN_TEST_KEY, api_secret=KRAKEN_TEST_SECRET, **overrides)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=harness.MODES)
 def fetch(request: pytest.FixtureRequest) -> Callable[..., bb.Balance]:
-    """fetch(provider, sim, **client_kwargs) through the sync or the async client."""
+    """fetch(provider, sim, **client_kwargs) through the sync or the async client (timeout 5 s)."""
 
-    def sync_fetch(provider: object, sim: Simulator, timeout: float = 5, **kwargs: object) -> bb.Balance:
-        with bb.BalanceClient(http_client=sim.client(), **kwargs) as client:  # type: ignore[arg-type]
-            return client.fetch(provider, timeout=timeout)  # type: ignore[arg-type]
+    def through(provider: object, sim: Simulator, timeout: float = 5, **kwargs: object) -> bb.Balance:
+        return harness.fetch(request.param, provider, sim, timeout=timeout, **kwargs)
 
-    def async_fetch(provider: object, sim: Simulator, timeout: float = 5, **kwargs: object) -> bb.Balance:
-        async def go() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), **kwargs) as client:  # type: ignore[arg-type]
-                return await client.fetch(provider, timeout=timeout)  # type: ignore[arg-type]
-
-        return asyncio.run(go())
-
-    return sync_fetch if request.param == "sync" else async_fetch
+    return through
 
 
 class TestRetries:

@@ -27,6 +27,8 @@ from bastion_balance.testing import (
 )
 from bastion_balance.testing._loopback import Fault, LoopbackServer, RecordedRequest
 
+from . import _harness as harness
+
 RETRY = bb.RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 OTHER_SECRET = base64.b64encode(bytes(range(64))).decode()
 SECRETS = (KRAKEN_TEST_KEY, KRAKEN_TEST_SECRET, OTHER_SECRET)
@@ -39,7 +41,7 @@ def anyio_backend() -> str:
 
 
 class Driver:
-    """One way of fetching: the sync client, or the async client under ``asyncio.run``."""
+    """One way of fetching: the sync client, or the async client under ``asyncio.run`` (tests/_harness.py)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -47,30 +49,15 @@ class Driver:
     def fetch(
         self, provider: Kraken, *, timeout: float = 5.0, max_response_bytes: int = MAX_RESPONSE_BYTES
     ) -> bb.Balance:
-        settings = {"retry": RETRY, "max_response_bytes": max_response_bytes}
-        if self.mode == "sync":
-            with bb.BalanceClient(**settings) as client:  # type: ignore[arg-type]
-                return client.fetch(provider, timeout=timeout)
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(**settings) as client:  # type: ignore[arg-type]
-                return await client.fetch(provider, timeout=timeout)
-
-        return asyncio.run(run())
+        return harness.fetch(
+            self.mode, provider, timeout=timeout, retry=RETRY, max_response_bytes=max_response_bytes
+        )
 
     def aggregate(self, providers: list[Kraken], *, strict: bool = False) -> bb.Portfolio:
-        if self.mode == "sync":
-            with bb.BalanceClient(retry=RETRY) as client:
-                return client.aggregate(providers, timeout=5.0, strict=strict)
-
-        async def run() -> bb.Portfolio:
-            async with bb.AsyncBalanceClient(retry=RETRY) as client:
-                return await client.aggregate(providers, timeout=5.0, strict=strict)
-
-        return asyncio.run(run())
+        return harness.aggregate(self.mode, providers, timeout=5.0, strict=strict, retry=RETRY)
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=harness.MODES)
 def driver(request: pytest.FixtureRequest) -> Driver:
     return Driver(request.param)
 

@@ -188,7 +188,7 @@ class TestPolymarketUSAudience:
         with LoopbackServer(Simulator(venue)) as server:
             assert fetch("sync", polymarket_us(server.url)).total == Decimal("1650.5050")
             assert self.assertion_aud(server) == f"{server.url}/oauth/token"
-        assert (venue.tokens_issued, venue.balance_calls) == (1, 1)
+        assert (venue.tokens_issued, venue.calls) == (1, 1)
 
     def test_wrong_aud_refused_over_loopback(self) -> None:
         """A pinned token_url that is not the one the client signs is refused (invalid_client_assertion)."""
@@ -196,7 +196,7 @@ class TestPolymarketUSAudience:
         with LoopbackServer(Simulator(venue)) as server, pytest.raises(bb.AuthenticationError) as caught:
             fetch("sync", polymarket_us(server.url))
         assert caught.value.code == "invalid_client_assertion"
-        assert (venue.tokens_issued, venue.balance_calls) == (0, 0)
+        assert (venue.tokens_issued, venue.calls) == (0, 0)
 
     def test_pinned_token_url_accepted(self) -> None:
         """token_url= pins the aud: a server whose handler sees another host still accepts it."""
@@ -223,4 +223,4 @@ class TestPolymarketUSAudience:
         assert "code" in other.json()
         token = venue.handle(httpx.Request("POST", f"http://{LOOPBACK}:9/oauth/token", content=b"x"))
         assert token.json()["error"] == "invalid_request"
-        assert venue.token_requests == 1
+        assert venue.token_calls == 1

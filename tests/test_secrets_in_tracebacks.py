@@ -14,7 +14,6 @@ and the bearer tokens the venue issued in:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import traceback
@@ -41,6 +40,8 @@ from bastion_balance.testing import (
     _demo,
     polymarket_us_test_private_key_pem,
 )
+
+from . import _harness as harness
 
 RETRY = bb.RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.002)
 VENUES = tuple(name.lstrip("_") for name in _demo.DEMO_MODULES)
@@ -188,24 +189,12 @@ def exception_text(exc: BaseException, *, formatter: bool = True) -> str:
     return "".join(parts)
 
 
-def fetch_sync(provider: Any, handler: Failing) -> BaseException:
-    with bb.BalanceClient(http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=RETRY) as c:
-        with pytest.raises(bb.BastionBalanceError) as info:
-            c.fetch(provider, timeout=5)
-    return info.value
+def fetch_sync(provider: Any, handler: Failing) -> BaseException:  # noqa: ANN401
+    return harness.fetch_error("sync", provider, handler, timeout=5, retry=RETRY)
 
 
-def fetch_async(provider: Any, handler: Failing) -> BaseException:
-    async def go() -> BaseException:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        async with bb.AsyncBalanceClient(http_client=http, retry=RETRY) as client:
-            try:
-                await client.fetch(provider, timeout=5)
-            except bb.BastionBalanceError as exc:
-                return exc
-        pytest.fail("the fetch did not fail")
-
-    return asyncio.run(go())
+def fetch_async(provider: Any, handler: Failing) -> BaseException:  # noqa: ANN401
+    return harness.fetch_error("async", provider, handler, timeout=5, retry=RETRY)
 
 
 DRIVERS: dict[str, Callable[[Any, Failing], BaseException]] = {"sync": fetch_sync, "async": fetch_async}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import pickle
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,8 @@ from bastion_balance.testing._binance import (
     demo_pair,
 )
 
-from .._vcr import RECORDING, cassette_vcr
+from .._harness import fetch
+from ._venue_cases import VenueCases
 
 #: A real Binance answer recorded by ccxt's static tests (provenance: tests/fixtures/README.md).
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "binance_usdm_fapi_v2_account.json"
@@ -362,11 +361,6 @@ class TestErrors:
             respond(httpx.Response(404, text="<html>nope</html>"))
         assert info.value.status_code == 404
 
-    def test_html_with_200(self) -> None:
-        """An HTML page where JSON belongs is an UnexpectedResponseError."""
-        with pytest.raises(bb.UnexpectedResponseError, match="not JSON"):
-            respond(httpx.Response(200, text="<html>cloudflare</html>"))
-
     def test_timestamp_error_explains(self) -> None:
         """A -1021 that escapes says what to do about the clock."""
         with pytest.raises(bb.AuthenticationError) as info:
@@ -390,29 +384,6 @@ class TestErrors:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"api_key": ""},
-            {"api_key": None},
-            {"api_secret": " secret"},
-            {"api_secret": ""},
-            {"base_url": "http://fapi.binance.com"},
-            {"base_url": "https://fapi.binance.com/?x=1"},
-            {"environment": "live"},
-            {"recv_window": 60_000},
-            {"recv_window": 0},
-            {"recv_window": "5000"},
-            {"recv_window": True},
-            {"label": ""},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            binance(**overrides)
-        assert BINANCE_TEST_SECRET not in str(info.value)
-
     @pytest.mark.parametrize(("environment", "url"), list(ENVIRONMENTS.items()))
     def test_environment_picks_base_url(self, environment: str, url: str) -> None:
         """environment= picks the default base URL of each documented host."""
@@ -422,32 +393,6 @@ class TestConfiguration:
         """An explicit base_url is used as given (trailing slash dropped)."""
         provider = binance(environment="demo", base_url="https://testnet.binancefuture.com/")
         assert provider.base_url == "https://testnet.binancefuture.com"
-
-    def test_defaults(self) -> None:
-        """Label, venue, base URL and recvWindow default to Binance's production values."""
-        provider = BinanceFutures(api_key="k", api_secret="s")
-        assert (provider.label, provider.venue, provider.base_url, provider.recv_window) == (
-            "binance",
-            "binance",
-            URL,
-            5000,
-        )
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key nor secret appears in repr or str."""
-        provider = binance()
-        for text in (repr(provider), str(provider)):
-            assert BINANCE_TEST_SECRET not in text
-            assert BINANCE_TEST_KEY not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(binance())
-
-    def test_is_a_balance_provider(self) -> None:
-        """The provider fits the public protocol."""
-        assert isinstance(binance(), bb.BalanceProvider)
 
 
 def client_for(sim: Simulator) -> bb.BalanceClient:
@@ -459,30 +404,6 @@ def server(skew_ms: int = 0) -> SimulatedBinance:
 
 
 class TestAgainstSimulator:
-    def test_fetch(self) -> None:
-        """A fetch through the simulator verifies key, signature and time, and parses the recording."""
-        venue = server()
-        with client_for(Simulator(venue)) as client:
-            balance = client.fetch(binance())
-        assert balance.total == Decimal("31.02261200")
-        assert venue.timestamps == [NOW_MS]
-
-    def test_async_fetch(self) -> None:
-        """The async client runs the same flow to the same balance."""
-        sim = Simulator(server())
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(binance())
-
-        assert asyncio.run(run()).available == Decimal("31.02261200")
-
-    def test_demo_pair(self) -> None:
-        """demo_pair() gives a simulated venue and a provider that fetch the recording."""
-        venue, provider = demo_pair()
-        with client_for(Simulator(venue)) as client:
-            assert client.fetch(provider).wallet == Decimal("31.02261200")
-
     @pytest.mark.parametrize(
         ("overrides", "code"),
         [({"api_secret": "0" * 64}, -1022), ({"api_key": "unknown-key"}, -2015)],
@@ -508,13 +429,8 @@ class TestAgainstSimulator:
     def test_clock_skew_async(self) -> None:
         """The skew correction works the same from the async client."""
         venue = server(20_000)
-        sim = Simulator(venue)
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(binance())
-
-        assert asyncio.run(run()).total == Decimal("31.02261200")
+        balance = fetch("async", binance(), Simulator(venue), retry=bb.NO_RETRY)
+        assert balance.total == Decimal("31.02261200")
         assert (venue.calls, venue.time_calls) == (2, 1)
 
     def test_second_timestamp_error_is_raised(self) -> None:
@@ -673,17 +589,6 @@ class TestSimulatorChecks:
         assert (first.headers["X-MBX-USED-WEIGHT-1M"], second.headers["X-MBX-USED-WEIGHT-1M"]) == ("1", "6")
 
 
-def test_cassette_replay() -> None:
-    """A recorded account call replays through the whole pipeline (record_mode none)."""
-    sim = Simulator(SimulatedBinance())
-    with cassette_vcr().use_cassette("binance/account.yaml"):
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(BinanceFutures(api_key=BINANCE_TEST_KEY, api_secret=BINANCE_TEST_SECRET))
-    assert balance.total == Decimal("31.02261200")
-    assert balance.breakdown["USDT"].total == Decimal("31.02261200")
-
-
 def test_cassette_is_scrubbed() -> None:
     """The cassette holds no key, signature or timestamp, and the real venue URL."""
     text = (Path(__file__).resolve().parents[2] / "cassettes/binance/account.yaml").read_text()
@@ -693,3 +598,37 @@ def test_cassette_is_scrubbed() -> None:
     )
     assert BINANCE_TEST_KEY not in text
     assert BINANCE_TEST_SECRET not in text
+
+
+CASES = VenueCases(
+    make=binance,
+    venue=server,
+    demo=demo_pair,
+    respond=respond,
+    secrets=(BINANCE_TEST_SECRET, BINANCE_TEST_KEY),
+    bad_settings=(
+        {"api_key": ""},
+        {"api_key": None},
+        {"api_secret": " secret"},
+        {"api_secret": ""},
+        {"base_url": "http://fapi.binance.com"},
+        {"base_url": "https://fapi.binance.com/?x=1"},
+        {"environment": "live"},
+        {"recv_window": 60_000},
+        {"recv_window": 0},
+        {"recv_window": "5000"},
+        {"recv_window": True},
+        {"label": ""},
+    ),
+    error_secrets=(BINANCE_TEST_SECRET,),
+    defaults={"base_url": URL, "recv_window": 5000},
+    fetch_hosts=("fapi.binance.com",),
+    fetched={"total": Decimal("31.02261200"), "available": Decimal("31.02261200")},
+    venue_after_fetch={"calls": 1, "time_calls": 0, "timestamps": [NOW_MS]},
+    demo_fetched={"wallet": Decimal("31.02261200")},
+    cassette="binance/account.yaml",
+    cassette_uris=(
+        "https://fapi.binance.com/fapi/v2/account?timestamp=<scrubbed>&recvWindow=5000&signature=<scrubbed>",
+    ),
+    cassette_fetched={"total": Decimal("31.02261200"), "breakdown.USDT.total": Decimal("31.02261200")},
+)

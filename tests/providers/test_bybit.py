@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import pickle
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,9 @@ from bastion_balance.testing._bybit import (
     demo_pair,
 )
 
-from .._vcr import RECORDING, SCRUBBED, _scrub_request, _scrub_response, cassette_vcr
+from .._harness import fetch
+from .._vcr import SCRUBBED, _scrub_request, _scrub_response
+from ._venue_cases import VenueCases
 
 #: A real Bybit answer recorded by ccxt's static tests (provenance: tests/fixtures/README.md).
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bybit_v5_wallet_balance_unified.json"
@@ -352,11 +352,6 @@ class TestErrors:
         with pytest.raises(bb.ServiceUnavailableError):
             respond(json_response(503, {"retCode": 0, "retMsg": "OK", "result": {}}))
 
-    def test_html_with_200(self) -> None:
-        """An HTML page where JSON belongs is an UnexpectedResponseError."""
-        with pytest.raises(bb.UnexpectedResponseError, match="not JSON"):
-            respond(httpx.Response(200, text="<html>cloudflare</html>"))
-
     @pytest.mark.parametrize(
         ("body", "expected"),
         [
@@ -382,30 +377,6 @@ class TestErrors:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"api_key": ""},
-            {"api_key": None},
-            {"api_secret": "secret\n"},
-            {"api_secret": ""},
-            {"base_url": "http://api.bybit.com"},
-            {"base_url": "https://api.bybit.com/#x"},
-            {"environment": "us"},
-            {"account_type": "unified"},
-            {"account_type": "FUND"},
-            {"recv_window": 0},
-            {"recv_window": 60_001},
-            {"recv_window": 5000.0},
-            {"label": " "},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            bybit(**overrides)
-        assert BYBIT_TEST_SECRET not in str(info.value)
-
     @pytest.mark.parametrize(("environment", "url"), list(ENVIRONMENTS.items()))
     def test_environment_picks_base_url(self, environment: str, url: str) -> None:
         """environment= picks each documented host (testnet, demo, regional sites)."""
@@ -431,39 +402,6 @@ class TestConfiguration:
             == "https://api.bytick.com"
         )
 
-    def test_defaults(self) -> None:
-        """Label, venue, base URL, account type and window default to Bybit's production values."""
-        provider = Bybit(api_key="k", api_secret="s")
-        assert (
-            provider.label,
-            provider.venue,
-            provider.base_url,
-            provider.account_type,
-            provider.recv_window,
-        ) == (
-            "bybit",
-            "bybit",
-            URL,
-            "UNIFIED",
-            5000,
-        )
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key nor secret appears in repr or str."""
-        provider = bybit()
-        for text in (repr(provider), str(provider)):
-            assert BYBIT_TEST_SECRET not in text
-            assert BYBIT_TEST_KEY not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(bybit())
-
-    def test_is_a_balance_provider(self) -> None:
-        """The provider fits the public protocol."""
-        assert isinstance(bybit(), bb.BalanceProvider)
-
 
 def client_for(sim: Simulator) -> bb.BalanceClient:
     return bb.BalanceClient(http_client=sim.client(), retry=bb.NO_RETRY)
@@ -474,30 +412,6 @@ def server(skew_ms: int = 0) -> SimulatedBybit:
 
 
 class TestAgainstSimulator:
-    def test_fetch(self) -> None:
-        """A fetch through the simulator verifies key, sign and window, and parses the recording."""
-        venue = server()
-        with client_for(Simulator(venue)) as client:
-            balance = client.fetch(bybit())
-        assert balance.total == Decimal("92255.96988644")
-        assert venue.timestamps == [NOW_MS]
-
-    def test_async_fetch(self) -> None:
-        """The async client runs the same flow to the same balance."""
-        sim = Simulator(server())
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(bybit())
-
-        assert asyncio.run(run()).available == Decimal("89987.9688149")
-
-    def test_demo_pair(self) -> None:
-        """demo_pair() gives a simulated venue and a provider that fetch the recording."""
-        venue, provider = demo_pair()
-        with client_for(Simulator(venue)) as client:
-            assert len(client.fetch(provider).breakdown) == 7
-
     @pytest.mark.parametrize(
         ("overrides", "code"),
         [({"api_secret": "wrong-secret"}, 10004), ({"api_key": "unknown-key"}, 10003)],
@@ -523,13 +437,8 @@ class TestAgainstSimulator:
     def test_clock_skew_async(self) -> None:
         """The skew correction works the same from the async client."""
         venue = server(-20_000)
-        sim = Simulator(venue)
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(bybit())
-
-        assert asyncio.run(run()).total == Decimal("92255.96988644")
+        balance = fetch("async", bybit(), Simulator(venue), retry=bb.NO_RETRY)
+        assert balance.total == Decimal("92255.96988644")
         assert (venue.calls, venue.time_calls) == (2, 1)
 
     def test_second_timestamp_error_is_raised(self) -> None:
@@ -682,22 +591,6 @@ def _scrub_reset(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def test_cassette_replay() -> None:
-    """A recorded wallet-balance call replays through the whole pipeline (record_mode none)."""
-    sim = Simulator(SimulatedBybit())
-    recorder = cassette_vcr()
-    with recorder.use_cassette(
-        "bybit/wallet_balance.yaml",
-        before_record_request=_scrub_timestamp,
-        before_record_response=_scrub_reset,
-    ):
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(Bybit(api_key=BYBIT_TEST_KEY, api_secret=BYBIT_TEST_SECRET))
-    assert balance.total == Decimal("92255.96988644")
-    assert len(balance.breakdown) == 7
-
-
 def test_cassette_is_scrubbed() -> None:
     """The cassette holds no key, sign or timestamp, and the real venue URL."""
     text = (Path(__file__).resolve().parents[2] / "cassettes/bybit/wallet_balance.yaml").read_text()
@@ -705,3 +598,38 @@ def test_cassette_is_scrubbed() -> None:
     assert text.count(SCRUBBED) == 4  # key, sign, timestamp; the limit's reset time
     assert BYBIT_TEST_KEY not in text
     assert BYBIT_TEST_SECRET not in text
+
+
+CASES = VenueCases(
+    make=bybit,
+    venue=server,
+    demo=demo_pair,
+    respond=respond,
+    secrets=(BYBIT_TEST_SECRET, BYBIT_TEST_KEY),
+    bad_settings=(
+        {"api_key": ""},
+        {"api_key": None},
+        {"api_secret": "secret\n"},
+        {"api_secret": ""},
+        {"base_url": "http://api.bybit.com"},
+        {"base_url": "https://api.bybit.com/#x"},
+        {"environment": "us"},
+        {"account_type": "unified"},
+        {"account_type": "FUND"},
+        {"recv_window": 0},
+        {"recv_window": 60_001},
+        {"recv_window": 5000.0},
+        {"label": " "},
+    ),
+    error_secrets=(BYBIT_TEST_SECRET,),
+    defaults={"base_url": URL, "account_type": "UNIFIED", "recv_window": 5000},
+    fetch_hosts=("api.bybit.com",),
+    fetched={"total": Decimal("92255.96988644"), "available": Decimal("89987.9688149")},
+    venue_after_fetch={"calls": 1, "time_calls": 0, "timestamps": [NOW_MS]},
+    demo_fetched={"len(breakdown)": 7},
+    cassette="bybit/wallet_balance.yaml",
+    cassette_hooks={"before_record_request": _scrub_timestamp, "before_record_response": _scrub_reset},
+    cassette_uris=("https://api.bybit.com/v5/account/wallet-balance?accountType=UNIFIED",),
+    cassette_fetched={"total": Decimal("92255.96988644"), "len(breakdown)": 7},
+    timestamp_headers=("X-BAPI-TIMESTAMP",),
+)

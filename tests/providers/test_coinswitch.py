@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import pickle
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -34,7 +32,8 @@ from bastion_balance.testing._coinswitch import (
     demo_pair,
 )
 
-from .._vcr import RECORDING, SCRUBBED, _scrub_request, cassette_vcr
+from .._vcr import SCRUBBED, _scrub_request
+from ._venue_cases import VenueCases
 
 EPOCH = 1719905777483
 NOW_NS = EPOCH * 1_000_000
@@ -264,11 +263,6 @@ class TestParse:
         with pytest.raises(bb.UnexpectedResponseError):
             respond(coinswitch(), json_response(200, payload))
 
-    def test_html_with_200(self) -> None:
-        """An HTML page where JSON belongs is an UnexpectedResponseError."""
-        with pytest.raises(bb.UnexpectedResponseError, match="not JSON"):
-            respond(coinswitch(), httpx.Response(200, text="<html>maintenance</html>"))
-
     @given(
         total=st.decimals(
             allow_nan=False, allow_infinity=False, places=8, min_value=-(10**12), max_value=10**12
@@ -328,57 +322,10 @@ class TestErrors:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"api_key": ""},
-            {"api_key": None},
-            {"api_key": " key"},
-            {"api_secret": COINSWITCH_TEST_SECRET[:-2]},
-            {"api_secret": COINSWITCH_TEST_SECRET[:-1] + "g"},
-            {"api_secret": ""},
-            {"api_secret": 12},
-            {"base_url": "http://coinswitch.co"},
-            {"base_url": "https://coinswitch.co/?x=1"},
-            {"base_asset": "US/DT"},
-            {"base_asset": ""},
-            {"label": ""},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            coinswitch(**overrides)
-        assert COINSWITCH_TEST_SECRET not in str(info.value)
-
     def test_secret_error_names_parameter(self) -> None:
         """A malformed secret's error names api_secret and the expected form."""
         with pytest.raises(bb.ConfigurationError, match="api_secret must be 64 hex"):
             coinswitch(api_secret="zz" * 32)
-
-    def test_defaults(self) -> None:
-        """Label, base URL and base asset default to the venue's name, production API and USDT."""
-        provider = coinswitch()
-        assert (provider.label, provider.venue, provider.base_url, provider.base_asset) == (
-            "coinswitch",
-            "coinswitch",
-            DEFAULT_BASE_URL,
-            "USDT",
-        )
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key nor secret appears in repr or str."""
-        provider = coinswitch()
-        for text in (repr(provider), str(provider)):
-            assert COINSWITCH_TEST_SECRET not in text
-            assert COINSWITCH_TEST_KEY not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled or copied."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(coinswitch())
-        with pytest.raises(TypeError, match="credentials"):
-            copy.copy(coinswitch())
 
 
 def client_for(sim: Simulator) -> bb.BalanceClient:
@@ -386,32 +333,6 @@ def client_for(sim: Simulator) -> bb.BalanceClient:
 
 
 class TestAgainstSimulator:
-    def test_fetch_sync(self) -> None:
-        """A sync fetch through the simulator verifies the signature and returns the example."""
-        venue = SimulatedCoinSwitch()
-        with client_for(Simulator(venue)) as client:
-            balance = client.fetch(coinswitch())
-        assert (balance.total, balance.available) == (Decimal("60960.82599588"), Decimal("60910.77418715"))
-        assert venue.calls == len(venue.epochs) == 1
-
-    def test_fetch_async(self) -> None:
-        """An async fetch through the simulator returns the same exact figures."""
-        sim = Simulator(SimulatedCoinSwitch())
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(coinswitch())
-
-        balance = asyncio.run(run())
-        assert balance.margin_used == Decimal("50.05180873")
-
-    def test_demo_pair(self) -> None:
-        """demo_pair gives a venue and a provider at the production URL that work together."""
-        venue, provider = demo_pair()
-        assert provider.base_url == DEFAULT_BASE_URL
-        with client_for(Simulator(venue)) as client:
-            assert client.fetch(provider).total == Decimal("60960.82599588")
-
     @pytest.mark.parametrize(
         ("provider", "message"),
         [
@@ -530,19 +451,42 @@ def _scrub_epoch(request: Any) -> Any:  # noqa: ANN401  # a vcrpy request
     return request
 
 
-def test_cassette_replay() -> None:
-    """A recorded wallet_balance call replays through the whole pipeline (record_mode none)."""
-    sim = Simulator(SimulatedCoinSwitch())
-    hooks = [_scrub_request, _scrub_epoch]
-    with cassette_vcr().use_cassette(
-        "coinswitch/wallet_balance.yaml", before_record_request=hooks
-    ) as cassette:
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(coinswitch())
-    assert balance.total == Decimal("60960.82599588")
-    assert balance.extra["total_open_order_margin"] == Decimal("-6.778517")
-    request = cassette.requests[0]
-    assert str(request.uri) == DEFAULT_BASE_URL + WALLET_BALANCE_PATH
-    for header in ("X-AUTH-APIKEY", "X-AUTH-SIGNATURE", "X-AUTH-EPOCH"):
-        assert {k.lower(): v for k, v in request.headers.items()}[header.lower()] in (SCRUBBED, [SCRUBBED])
+CASES = VenueCases(
+    make=coinswitch,
+    venue=SimulatedCoinSwitch,
+    demo=demo_pair,
+    respond=lambda response: respond(coinswitch(), response),
+    secrets=(COINSWITCH_TEST_SECRET, COINSWITCH_TEST_KEY),
+    bad_settings=(
+        {"api_key": ""},
+        {"api_key": None},
+        {"api_key": " key"},
+        {"api_secret": COINSWITCH_TEST_SECRET[:-2]},
+        {"api_secret": COINSWITCH_TEST_SECRET[:-1] + "g"},
+        {"api_secret": ""},
+        {"api_secret": 12},
+        {"base_url": "http://coinswitch.co"},
+        {"base_url": "https://coinswitch.co/?x=1"},
+        {"base_asset": "US/DT"},
+        {"base_asset": ""},
+        {"label": ""},
+    ),
+    error_secrets=(COINSWITCH_TEST_SECRET,),
+    defaults={"base_url": DEFAULT_BASE_URL, "base_asset": "USDT"},
+    fetch_hosts=("coinswitch.co",),
+    fetched={
+        "total": Decimal("60960.82599588"),
+        "available": Decimal("60910.77418715"),
+        "margin_used": Decimal("50.05180873"),
+    },
+    venue_after_fetch={"calls": 1, "len(epochs)": 1},
+    demo_fetched={"total": Decimal("60960.82599588")},
+    cassette="coinswitch/wallet_balance.yaml",
+    cassette_hooks={"before_record_request": [_scrub_request, _scrub_epoch]},
+    cassette_uris=(DEFAULT_BASE_URL + WALLET_BALANCE_PATH,),
+    cassette_fetched={
+        "total": Decimal("60960.82599588"),
+        "extra.total_open_order_margin": Decimal("-6.778517"),
+    },
+    timestamp_headers=("X-AUTH-EPOCH",),
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -32,8 +31,9 @@ from bastion_balance.testing import (
     json_response,
     rate_limits_disabled,
 )
+from bastion_balance.testing._kraken import demo_pair
 
-from .._vcr import RECORDING, cassette_vcr
+from ._venue_cases import VenueCases
 
 NONCE = 1616492376594
 
@@ -47,6 +47,39 @@ def kraken(**overrides: object) -> Kraken:
 def respond(provider: Kraken, response: httpx.Response) -> bb.Balance:
     response.request = provider.build_request(NONCE)
     return provider.parse_response(response)
+
+
+CASES = VenueCases(
+    make=kraken,
+    venue=SimulatedKraken,
+    demo=demo_pair,
+    respond=lambda response: respond(kraken(), response),
+    secrets=(KRAKEN_TEST_SECRET, KRAKEN_TEST_KEY, "246810"),
+    repr_settings={"otp": "246810"},
+    bad_settings=(
+        {"api_key": ""},
+        {"api_key": None},
+        {"api_key": " key"},
+        {"api_secret": "not base64!"},
+        {"api_secret": ""},
+        {"base_url": "http://api.kraken.com"},
+        {"base_url": "ftp://api.kraken.com"},
+        {"base_url": "https://api.kraken.com/?x=1"},
+        {"tier": "gold"},
+        {"asset": "Z/USD"},
+        {"label": ""},
+        {"otp": ""},
+    ),
+    error_secrets=(KRAKEN_TEST_SECRET,),
+    defaults={"base_url": "https://api.kraken.com"},
+    fetch_hosts=("api.kraken.com",),
+    fetched={"total": Decimal("382.2032")},
+    venue_after_fetch={"calls": 1},
+    demo_fetched={"total": Decimal("382.2032"), "available": Decimal("375.1678")},
+    cassette="kraken/trade_balance.yaml",
+    cassette_uris=("https://api.kraken.com/0/private/TradeBalance",),
+    cassette_fetched={"total": Decimal("382.2032"), "extra.eb": Decimal("1101.3425")},
+)
 
 
 class TestSigner:
@@ -143,11 +176,6 @@ class TestParse:
         with pytest.raises(bb.UnexpectedResponseError):
             respond(kraken(), json_response(200, payload))
 
-    def test_html_with_200(self) -> None:
-        """An HTML page where JSON belongs is an UnexpectedResponseError."""
-        with pytest.raises(bb.UnexpectedResponseError, match="not JSON"):
-            respond(kraken(), httpx.Response(200, text="<html>cloudflare</html>"))
-
     @pytest.mark.parametrize("status", [500, 502, 520, 530])
     def test_server_errors(self, status: int) -> None:
         """Cloudflare and server 5xx pages are ServiceUnavailableError (retryable)."""
@@ -219,69 +247,11 @@ class TestErrors:
         assert NONCE_HELP in str(info.value)
 
 
-class TestConfiguration:
-    @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"api_key": ""},
-            {"api_key": None},
-            {"api_key": " key"},
-            {"api_secret": "not base64!"},
-            {"api_secret": ""},
-            {"base_url": "http://api.kraken.com"},
-            {"base_url": "ftp://api.kraken.com"},
-            {"base_url": "https://api.kraken.com/?x=1"},
-            {"tier": "gold"},
-            {"asset": "Z/USD"},
-            {"label": ""},
-            {"otp": ""},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            kraken(**overrides)
-        assert KRAKEN_TEST_SECRET not in str(info.value)
-
-    def test_loopback_http_allowed(self) -> None:
-        """Plain http is accepted for loopback hosts (tests, simulators)."""
-        assert kraken(base_url="http://127.0.0.1:8080/").base_url == "http://127.0.0.1:8080"
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key, secret nor otp appears in repr or str."""
-        provider = kraken(otp="246810")
-        for text in (repr(provider), str(provider)):
-            assert KRAKEN_TEST_SECRET not in text
-            assert KRAKEN_TEST_KEY not in text
-            assert "246810" not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(kraken())
-
-    def test_defaults(self) -> None:
-        """Label and base URL default to the venue's name and production API."""
-        provider = kraken()
-        assert (provider.label, provider.venue, provider.base_url) == (
-            "kraken",
-            "kraken",
-            "https://api.kraken.com",
-        )
-
-
 def client_for(sim: Simulator) -> bb.BalanceClient:
     return bb.BalanceClient(http_client=sim.client(), retry=bb.NO_RETRY)
 
 
 class TestAgainstSimulator:
-    def test_fetch(self) -> None:
-        """A fetch through the simulator verifies the signature and returns the example."""
-        sim = Simulator(SimulatedKraken())
-        with client_for(sim) as client:
-            assert client.fetch(kraken()).total == Decimal("382.2032")
-        assert len(sim.requests) == 1
-
     def test_wrong_secret_is_refused(self) -> None:
         """A secret that does not match the key fails as Kraken fails: Invalid signature."""
         sim = Simulator(SimulatedKraken())
@@ -374,19 +344,45 @@ def test_200_concurrent_fetches_send_increasing_nonces() -> None:
     assert all(a < b for a, b in zip(venue.nonces, venue.nonces[1:], strict=False))
 
 
+class TestSimulatorChecks:
+    """The simulated Kraken's own checks, request by request (handle() without a client)."""
+
+    def post(self, venue: SimulatedKraken, body: str, path: str = TRADE_BALANCE_PATH) -> object:
+        nonce = dict(parse_qsl(body)).get("nonce", "")
+        headers = {"API-Key": KRAKEN_TEST_KEY}
+        if nonce.isdigit():
+            headers["API-Sign"] = kraken_sign(path, int(nonce), body, KRAKEN_TEST_SECRET)
+        response = venue.handle(
+            httpx.Request("POST", "https://api.kraken.com" + path, content=body, headers=headers)
+        )
+        return response.json()["error"]
+
+    def test_refusals(self) -> None:
+        """Unknown method, unknown key, a nonce that is not a number or not larger, bad arguments."""
+        venue = SimulatedKraken()
+        assert self.post(venue, "nonce=5&asset=ZUSD", path="/0/private/Balance") == [
+            "EGeneral:Unknown method"
+        ]
+        assert self.post(SimulatedKraken(keys={}), "nonce=5") == ["EAPI:Invalid key"]
+        assert self.post(venue, "nonce=soon") == ["EAPI:Invalid nonce"]
+        assert self.post(venue, "nonce=5&asset=ZUSD") == []
+        assert self.post(venue, "nonce=5&asset=ZUSD") == ["EAPI:Invalid nonce"]  # not larger than 5
+        assert self.post(venue, "nonce=6&asset=Z%2FUSD") == ["EGeneral:Invalid arguments"]
+        assert (venue.calls, venue.nonces) == (5, [5, 6])
+
+    def test_scripted_answers(self) -> None:
+        """fail_next gives error strings in Kraken's envelope and statuses as HTML pages, in order."""
+        venue = SimulatedKraken()
+        venue.fail_next("EService:Busy", 520)
+        assert self.post(venue, "nonce=1") == ["EService:Busy"]
+        page = venue.handle(httpx.Request("POST", "https://api.kraken.com" + TRADE_BALANCE_PATH))
+        assert (page.status_code, page.text) == (520, "<html>error</html>")
+        assert self.post(venue, "nonce=1") == []
+        assert venue.calls == 3
+
+
 def test_shared_state_is_per_credential() -> None:
     """Two objects with one key share a nonce counter; another key has its own."""
     one = _state.shared_state("kraken", "https://api.kraken.com", KRAKEN_TEST_KEY)
     assert one is _state.shared_state("kraken", "https://api.kraken.com/", KRAKEN_TEST_KEY)
     assert one is not _state.shared_state("kraken", "https://api.kraken.com", "other-key")
-
-
-def test_cassette_replay() -> None:
-    """A recorded TradeBalance call replays through the whole pipeline (record_mode none)."""
-    sim = Simulator(SimulatedKraken())
-    with cassette_vcr().use_cassette("kraken/trade_balance.yaml"):
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(kraken())
-    assert balance.total == Decimal("382.2032")
-    assert balance.extra["eb"] == Decimal("1101.3425")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import decimal
-import pickle
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -37,7 +35,9 @@ from bastion_balance.testing._polymarket_retail import (
     demo_pair,
 )
 
-from .._vcr import RECORDING, SCRUBBED, _scrub_request, cassette_vcr
+from .._harness import MODES, fetch
+from .._vcr import SCRUBBED, _scrub_request
+from ._venue_cases import VenueCases
 
 STAMP = 1705420800000
 NOW_NS = STAMP * 1_000_000
@@ -241,9 +241,9 @@ class TestParse:
         assert info.value.venue == "polymarket_us_retail"
         assert info.value.field == "$.balances[0].buyingPower"
 
-    @pytest.mark.parametrize("body", [b'{"balances": [{"buyingPower": NaN}]}', b"[]", b"<html>x</html>"])
+    @pytest.mark.parametrize("body", [b'{"balances": [{"buyingPower": NaN}]}', b"[]"])
     def test_not_a_balances_object(self, body: bytes) -> None:
-        """NaN, a non-object and HTML are UnexpectedResponseErrors."""
+        """NaN and a non-object are UnexpectedResponseErrors (HTML: test_every_venue.py)."""
         with pytest.raises(bb.UnexpectedResponseError):
             parse_body(body)
 
@@ -316,30 +316,6 @@ class TestErrors:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"key_id": ""},
-            {"key_id": None},
-            {"key_id": "id\n"},
-            {"secret_key": ""},
-            {"secret_key": "not base64!"},
-            {"secret_key": base64.b64encode(b"x" * 31).decode()},
-            {"secret_key": base64.b64encode(b"x" * 48).decode()},
-            {"secret_key": POLYMARKET_RETAIL_TEST_SEED[:-4] + POLYMARKET_RETAIL_TEST_PUBLIC_KEY},
-            {"base_url": "http://api.polymarket.us"},
-            {"currency": "U$D"},
-            {"currency": 840},
-            {"label": " "},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            retail(**overrides)
-        assert POLYMARKET_RETAIL_TEST_SECRET not in str(info.value)
-        assert POLYMARKET_RETAIL_TEST_SEED not in str(info.value)
-
     def test_mismatched_keypair(self) -> None:
         """A 64-byte secret whose second half is not its public key is refused."""
         raw = base64.b64decode(POLYMARKET_RETAIL_TEST_SECRET)
@@ -352,60 +328,18 @@ class TestConfiguration:
         """The 32-byte seed and the 64-byte seed-and-public form both build a provider."""
         assert retail(secret_key=secret).build_request(STAMP).headers["X-PM-Signature"] == VECTOR
 
-    def test_defaults(self) -> None:
-        """Label, base URL and currency default to the venue's name, production API and USD."""
-        provider = retail()
-        assert (provider.label, provider.venue, provider.base_url, provider.currency) == (
-            "polymarket_us_retail",
-            "polymarket_us_retail",
-            DEFAULT_BASE_URL,
-            "USD",
-        )
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key id nor secret appears in repr or str."""
-        provider = retail()
-        for text in (repr(provider), str(provider)):
-            assert POLYMARKET_RETAIL_TEST_SECRET not in text
-            assert POLYMARKET_RETAIL_TEST_KEY_ID not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled or copied."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(retail())
-        with pytest.raises(TypeError, match="credentials"):
-            copy.deepcopy(retail())
-
 
 def client_for(sim: Simulator) -> bb.BalanceClient:
     return bb.BalanceClient(http_client=sim.client(), retry=bb.NO_RETRY)
 
 
 class TestAgainstSimulator:
-    def test_fetch_sync(self) -> None:
-        """A sync fetch verifies the signature and returns the documented-shape example."""
-        venue = SimulatedPolymarketRetail()
-        with client_for(Simulator(venue)) as client:
-            balance = client.fetch(retail())
-        assert (balance.total, balance.available) == (Decimal("1312.75"), Decimal("850.00"))
-        assert venue.calls == len(venue.timestamps) == 1
-
-    def test_fetch_async(self) -> None:
-        """An async fetch through the simulator returns the same exact figures."""
-        sim = Simulator(SimulatedPolymarketRetail())
-
-        async def run() -> bb.Balance:
-            async with bb.AsyncBalanceClient(http_client=sim.async_client(), retry=bb.NO_RETRY) as client:
-                return await client.fetch(retail(secret_key=POLYMARKET_RETAIL_TEST_SEED))
-
-        assert asyncio.run(run()).wallet == Decimal("1000.00")
-
-    def test_demo_pair(self) -> None:
-        """demo_pair gives a venue and a provider at the production URL that work together."""
-        venue, provider = demo_pair()
-        assert provider.base_url == DEFAULT_BASE_URL
-        with client_for(Simulator(venue)) as client:
-            assert client.fetch(provider).available == Decimal("850.00")
+    @pytest.mark.parametrize("mode", MODES)
+    def test_fetch_with_seed(self, mode: str) -> None:
+        """A provider built from the bare 32-byte seed fetches the same exact figures."""
+        provider = retail(secret_key=POLYMARKET_RETAIL_TEST_SEED)
+        balance = fetch(mode, provider, Simulator(SimulatedPolymarketRetail()), retry=bb.NO_RETRY)
+        assert balance.wallet == Decimal("1000.00")
 
     @pytest.mark.parametrize(
         ("overrides", "message"),
@@ -524,20 +458,35 @@ def _scrub_timestamp(request: Any) -> Any:  # noqa: ANN401  # a vcrpy request
     return request
 
 
-def test_cassette_replay() -> None:
-    """A recorded balances call replays through the whole pipeline (record_mode none)."""
-    sim = Simulator(SimulatedPolymarketRetail())
-    hooks = [_scrub_request, _scrub_timestamp]
-    with cassette_vcr().use_cassette(
-        "polymarket_us_retail/balances.yaml", before_record_request=hooks
-    ) as cassette:
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(retail())
-    assert (balance.total, balance.available) == (Decimal("1312.75"), Decimal("850.00"))
-    assert balance.margin_used == Decimal(0)
-    request = cassette.requests[0]
-    assert str(request.uri) == DEFAULT_BASE_URL + BALANCES_PATH
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    for header in ("x-pm-access-key", "x-pm-signature", "x-pm-timestamp"):
-        assert headers[header] in (SCRUBBED, [SCRUBBED])
+CASES = VenueCases(
+    make=retail,
+    venue=SimulatedPolymarketRetail,
+    demo=demo_pair,
+    respond=lambda response: respond(retail(), response),
+    secrets=(POLYMARKET_RETAIL_TEST_SECRET, POLYMARKET_RETAIL_TEST_KEY_ID),
+    bad_settings=(
+        {"key_id": ""},
+        {"key_id": None},
+        {"key_id": "id\n"},
+        {"secret_key": ""},
+        {"secret_key": "not base64!"},
+        {"secret_key": base64.b64encode(b"x" * 31).decode()},
+        {"secret_key": base64.b64encode(b"x" * 48).decode()},
+        {"secret_key": POLYMARKET_RETAIL_TEST_SEED[:-4] + POLYMARKET_RETAIL_TEST_PUBLIC_KEY},
+        {"base_url": "http://api.polymarket.us"},
+        {"currency": "U$D"},
+        {"currency": 840},
+        {"label": " "},
+    ),
+    error_secrets=(POLYMARKET_RETAIL_TEST_SECRET, POLYMARKET_RETAIL_TEST_SEED),
+    defaults={"base_url": DEFAULT_BASE_URL, "currency": "USD"},
+    fetch_hosts=("api.polymarket.us",),
+    fetched={"total": Decimal("1312.75"), "available": Decimal("850.00"), "wallet": Decimal("1000.00")},
+    venue_after_fetch={"calls": 1, "len(timestamps)": 1},
+    demo_fetched={"available": Decimal("850.00")},
+    cassette="polymarket_us_retail/balances.yaml",
+    cassette_hooks={"before_record_request": [_scrub_request, _scrub_timestamp]},
+    cassette_uris=(DEFAULT_BASE_URL + BALANCES_PATH,),
+    cassette_fetched={"total": Decimal("1312.75"), "available": Decimal("850.00"), "margin_used": Decimal(0)},
+    timestamp_headers=("X-PM-Timestamp",),
+)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import decimal
-import pickle
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,8 @@ from bastion_balance.testing._rails import (
     demo_pair,
 )
 
-from .._vcr import RECORDING, SCRUBBED, cassette_vcr
+from .._vcr import CASSETTES, SCRUBBED, cassette_vcr
+from ._venue_cases import VenueCases
 
 SANDBOX = "https://user-account.sandbox.rails.xyz"
 SANDBOX_AUTH = "https://api-auth.sandbox.rails.xyz"
@@ -217,17 +217,10 @@ class TestParse:
         balance = respond(rails(), httpx.Response(200, json=body))
         assert balance.breakdown["X-USD"] == bb.Holding(currency="USD", total=None)
 
-    @pytest.mark.parametrize(
-        "response",
-        [
-            httpx.Response(200, text="<html>gateway</html>"),
-            httpx.Response(200, json=[1, 2]),
-        ],
-    )
-    def test_not_a_json_object(self, response: httpx.Response) -> None:
-        """HTML or a JSON array where the object belongs is an UnexpectedResponseError."""
+    def test_not_a_json_object(self) -> None:
+        """A JSON array where the object belongs is an UnexpectedResponseError (HTML: test_every_venue.py)."""
         with pytest.raises(bb.UnexpectedResponseError):
-            respond(rails(), response)
+            respond(rails(), httpx.Response(200, json=[1, 2]))
 
     @given(
         st.from_regex(r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,30})?", fullmatch=True),
@@ -359,30 +352,6 @@ class TestErrors:
 
 class TestConfiguration:
     @pytest.mark.parametrize(
-        "overrides",
-        [
-            {"api_key": ""},
-            {"api_key": None},
-            {"api_secret": ""},
-            {"api_secret": "secret\n"},
-            {"environment": "prod"},
-            {"environment": None},
-            {"base_url": "http://user-account.sandbox.rails.xyz"},
-            {"auth_url": "ftp://api-auth.sandbox.rails.xyz"},
-            {"base_url": ""},
-            {"market": "ETH USD"},
-            {"market": ""},
-            {"market": 5},
-            {"label": ""},
-        ],
-    )
-    def test_bad_settings(self, overrides: dict[str, object]) -> None:
-        """Bad settings raise ConfigurationError at construction, never leaking the secret."""
-        with pytest.raises(bb.ConfigurationError) as info:
-            rails(**overrides)
-        assert RAILS_TEST_API_SECRET not in str(info.value)
-
-    @pytest.mark.parametrize(
         ("urls", "missing"),
         [
             ({}, "base_url"),
@@ -407,29 +376,6 @@ class TestConfiguration:
             "https://user-account.example",
             "https://api-auth.example",
         )
-
-    def test_sandbox_defaults(self) -> None:
-        """The default environment is the published sandbox; label is the venue name."""
-        provider = rails()
-        assert (provider.environment, provider.label, provider.venue) == ("sandbox", "rails", "rails")
-        assert (provider.base_url, provider.auth_url, provider.market) == (SANDBOX, SANDBOX_AUTH, None)
-
-    def test_loopback_http_allowed(self) -> None:
-        """Plain http is accepted for loopback hosts (tests, simulators)."""
-        provider = rails(base_url="http://127.0.0.1:9/", auth_url="http://localhost:8")
-        assert (provider.base_url, provider.auth_url) == ("http://127.0.0.1:9", "http://localhost:8")
-
-    def test_repr_hides_secrets(self) -> None:
-        """Neither key nor secret appears in repr or str."""
-        provider = rails()
-        for text in (repr(provider), str(provider)):
-            assert RAILS_TEST_API_SECRET not in text
-            assert RAILS_TEST_API_KEY not in text
-
-    def test_refuses_pickle(self) -> None:
-        """Providers hold secrets and refuse to be pickled."""
-        with pytest.raises(TypeError, match="credentials"):
-            pickle.dumps(rails())
 
 
 def drive(flow: Any, answers: list[httpx.Response]) -> list[object]:
@@ -525,22 +471,6 @@ class TestFlow:
 
 
 class TestAgainstSimulator:
-    def test_fetch(self) -> None:
-        """A sync fetch gets a token, then the documented example."""
-        venue = SimulatedRails()
-        with client_for(Simulator(venue)) as client:
-            balance = client.fetch(rails())
-        assert balance.total == Decimal("99996952.15429778")
-        assert (venue.token_requests, venue.balance_requests) == (1, 1)
-
-    @pytest.mark.anyio
-    async def test_async_fetch(self) -> None:
-        """An async fetch through the simulator returns the same exact figures."""
-        venue = SimulatedRails()
-        async with async_client_for(Simulator(venue)) as client:
-            balance = await client.fetch(rails())
-        assert balance.available == Decimal("99521353.92161779")
-
     def test_fetch_balance_function(self) -> None:
         """The module-level fetch_balance works with the simulator's httpx client (the demo pair)."""
         venue, provider = demo_pair()
@@ -574,7 +504,7 @@ class TestAgainstSimulator:
         venue = SimulatedRails()
         with client_for(Simulator(venue)) as client, pytest.raises(bb.AuthenticationError, match="secret"):
             client.fetch(rails(api_secret="wrong-secret"))
-        assert (venue.token_requests, venue.balance_requests) == (1, 0)
+        assert (venue.token_calls, venue.calls) == (1, 0)
 
     def test_token_reused(self) -> None:
         """Later fetches, and other objects with the same key, reuse the cached token."""
@@ -582,7 +512,7 @@ class TestAgainstSimulator:
         with client_for(Simulator(venue)) as client:
             for label in ("a", "b", "c"):
                 client.fetch(rails(label=label))
-        assert (venue.token_requests, venue.balance_requests) == (1, 3)
+        assert (venue.token_calls, venue.calls) == (1, 3)
 
     def test_other_key_other_token(self) -> None:
         """Another API key has its own token."""
@@ -590,17 +520,17 @@ class TestAgainstSimulator:
         with client_for(Simulator(venue)) as client:
             client.fetch(rails())
             client.fetch(rails(api_key="k2", api_secret="s2"))
-        assert venue.token_requests == 2
+        assert venue.token_calls == 2
 
     def test_401_on_cached_token_refreshes_once(self) -> None:
         """A 401 on a cached token drops it, gets exactly one new token and retries once."""
         venue = SimulatedRails()
         with client_for(Simulator(venue)) as client:
             client.fetch(rails())
-            venue.revoke_tokens()
+            venue.expire_tokens()
             balance = client.fetch(rails())
         assert balance.total == Decimal("99996952.15429778")
-        assert (venue.token_requests, venue.balance_requests) == (2, 3)
+        assert (venue.token_calls, venue.calls) == (2, 3)
 
     def test_second_401_is_raised(self) -> None:
         """When the retried call is refused too, the AuthenticationError is raised."""
@@ -611,7 +541,7 @@ class TestAgainstSimulator:
             with pytest.raises(bb.AuthenticationError) as info:
                 client.fetch(rails())
         assert info.value.status_code == 401
-        assert (venue.token_requests, venue.balance_requests) == (2, 3)
+        assert (venue.token_calls, venue.calls) == (2, 3)
 
     def test_401_on_new_token_not_refreshed(self) -> None:
         """A 401 on a token just issued is raised at once: refreshing cannot help."""
@@ -619,7 +549,7 @@ class TestAgainstSimulator:
         venue.fail_next(401)
         with client_for(Simulator(venue)) as client, pytest.raises(bb.AuthenticationError):
             client.fetch(rails())
-        assert (venue.token_requests, venue.balance_requests) == (1, 1)
+        assert (venue.token_calls, venue.calls) == (1, 1)
 
     def test_403_keeps_token(self) -> None:
         """A 403 (permission) is raised without a refresh, and the token stays cached."""
@@ -629,7 +559,7 @@ class TestAgainstSimulator:
             with pytest.raises(bb.AuthenticationError):
                 client.fetch(rails())
             client.fetch(rails())
-        assert venue.token_requests == 1
+        assert venue.token_calls == 1
 
     def test_server_error_retried_with_cached_token(self) -> None:
         """A 503 is retried by the client's policy; the retry reuses the token."""
@@ -638,7 +568,7 @@ class TestAgainstSimulator:
         policy = bb.RetryPolicy(attempts=2, backoff=0.001)
         with bb.BalanceClient(http_client=Simulator(venue).client(), retry=policy) as client:
             assert client.fetch(rails()).total == Decimal("99996952.15429778")
-        assert (venue.token_requests, venue.balance_requests) == (1, 2)
+        assert (venue.token_calls, venue.calls) == (1, 2)
 
     def test_venue_token_429(self) -> None:
         """A token 429 is a RateLimitedError; our limiter then refuses to ask again soon."""
@@ -651,7 +581,7 @@ class TestAgainstSimulator:
                 client.fetch(rails(), timeout=0.5)
         assert first.value.status_code == 429
         assert not second.value.transient
-        assert venue.token_requests == 1
+        assert venue.token_calls == 1
 
     def test_near_expiry_token_refreshed(self) -> None:
         """A token with fewer than 300 s left is refreshed; with more it is reused."""
@@ -663,13 +593,13 @@ class TestAgainstSimulator:
             client.fetch(provider)
             clock.advance(1800 - 300 - 1)
             client.fetch(provider)
-            assert venue.token_requests == 1
+            assert venue.token_calls == 1
             clock.advance(1)
             client.fetch(provider)
-            assert venue.token_requests == 2
+            assert venue.token_calls == 2
             clock.advance(1499)
             client.fetch(provider)
-        assert venue.token_requests == 2
+        assert venue.token_calls == 2
         assert venue.tokens[1] != venue.tokens[0]
 
     def test_tiny_lifetime_store_forces_refresh(self) -> None:
@@ -680,7 +610,7 @@ class TestAgainstSimulator:
             client.fetch(provider)
             token_state(provider).token.store(venue.tokens[0], 1)
             client.fetch(provider)
-        assert venue.token_requests == 2
+        assert venue.token_calls == 2
 
 
 TOKEN_LATENCY = 0.1
@@ -742,8 +672,8 @@ class TestConcurrency:
         for thread in loops:
             thread.join()
         assert failures == []
-        assert venue.token_requests == 1
-        assert venue.balance_requests == 100
+        assert venue.token_calls == 1
+        assert venue.calls == 100
 
     @pytest.mark.anyio
     async def test_burst_needing_new_tokens_stays_under_limit(self) -> None:
@@ -755,7 +685,7 @@ class TestConcurrency:
             )
         refused = [r for r in results if isinstance(r, bb.RateLimitedError)]
         assert venue.rate_limited == 0
-        assert venue.token_requests == TOKEN_LIMIT[0] == 40 - len(refused)
+        assert venue.token_calls == TOKEN_LIMIT[0] == 40 - len(refused)
         assert all("client-side" in str(r) for r in refused)
 
     def test_sustained_refreshes_wait_and_never_pass_20_per_minute(self) -> None:
@@ -769,7 +699,7 @@ class TestConcurrency:
             for _ in range(60):
                 client.fetch(provider, timeout=10)
                 clock.advance(0.01)
-        assert (venue.token_requests, venue.rate_limited) == (60, 0)
+        assert (venue.token_calls, venue.rate_limited) == (60, 0)
         assert clock.now >= (60 - TOKEN_LIMIT[0]) / TOKEN_LIMIT[1] - 1
 
     def test_bucket_of_20_would_break_the_window(self) -> None:
@@ -785,7 +715,7 @@ class TestConcurrency:
                 client.fetch(provider, timeout=10)
             with pytest.raises(bb.RateLimitedError) as info:
                 client.fetch(provider, timeout=10)
-        assert (info.value.status_code, venue.rate_limited, venue.token_requests) == (429, 1, 21)
+        assert (info.value.status_code, venue.rate_limited, venue.token_calls) == (429, 1, 21)
         assert clock.now < 60
 
     def test_disabled_limits_reach_the_venue_limit(self) -> None:
@@ -834,26 +764,63 @@ def json_payload_of(response: httpx.Response) -> Any:
     return loads(response.content, venue="rails")
 
 
-def test_cassette_replay() -> None:
-    """A recorded token + balances exchange replays through the pipeline, credentials scrubbed."""
-    sim = Simulator(SimulatedRails())
+def test_cassette_is_scrubbed() -> None:
+    """The token call keeps no key or secret, the balances call no token, the answer no token.
+
+    (The replay itself, with figures and URLs, is test_every_venue.py's test_cassette_replay.)
+    """
     with cassette_vcr().use_cassette("rails/balances.yaml") as cassette:
-        http = sim.client() if RECORDING else httpx.Client()
-        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
-            balance = client.fetch(rails())
-    assert balance.total == Decimal("99996952.15429778")
-    assert [r.uri for r in cassette.requests] == [SANDBOX_AUTH + TOKEN_PATH, SANDBOX + BALANCES_PATH]
-    token_request, balance_request = cassette.requests
+        token_request, balance_request = cassette.requests
     assert token_request.headers["X-Api-Key"] == token_request.headers["X-Api-Secret"] == SCRUBBED
     assert balance_request.headers["Authorization"] == SCRUBBED
-    text = (cassettes_dir() / "rails" / "balances.yaml").read_text()
+    text = (CASSETTES / "rails" / "balances.yaml").read_text()
     for secret in (RAILS_TEST_API_KEY, RAILS_TEST_API_SECRET, "Bearer "):
         assert secret not in text
     token_answer = loads(cassette.responses[0]["body"]["string"], venue="rails")
     assert token_answer["access_token"] == SCRUBBED
 
 
-def cassettes_dir() -> Any:
-    from .._vcr import CASSETTES
+def test_deprecated_names_still_work() -> None:
+    """balance_requests, token_requests and revoke_tokens() are aliases of the unified names."""
+    venue = SimulatedRails()
+    with client_for(Simulator(venue)) as client:
+        client.fetch(rails())
+        venue.revoke_tokens()
+        client.fetch(rails())  # 401 on the revoked token, one new token, the retry
+    assert (venue.token_requests, venue.balance_requests) == (venue.token_calls, venue.calls) == (2, 3)
+    venue.token_requests, venue.balance_requests = 0, 0
+    assert (venue.token_calls, venue.calls) == (0, 0)
 
-    return CASSETTES
+
+CASES = VenueCases(
+    make=rails,
+    venue=SimulatedRails,
+    demo=demo_pair,
+    respond=lambda response: respond(rails(), response),
+    secrets=(RAILS_TEST_API_SECRET, RAILS_TEST_API_KEY),
+    bad_settings=(
+        {"api_key": ""},
+        {"api_key": None},
+        {"api_secret": ""},
+        {"api_secret": "secret\n"},
+        {"environment": "prod"},
+        {"environment": None},
+        {"base_url": "http://user-account.sandbox.rails.xyz"},
+        {"auth_url": "ftp://api-auth.sandbox.rails.xyz"},
+        {"base_url": ""},
+        {"market": "ETH USD"},
+        {"market": ""},
+        {"market": 5},
+        {"label": ""},
+    ),
+    error_secrets=(RAILS_TEST_API_SECRET,),
+    defaults={"environment": "sandbox", "base_url": SANDBOX, "auth_url": SANDBOX_AUTH, "market": None},
+    url_settings=("base_url", "auth_url"),
+    fetch_hosts=("api-auth.sandbox.rails.xyz", "user-account.sandbox.rails.xyz"),
+    fetched={"total": Decimal("99996952.15429778"), "available": Decimal("99521353.92161779")},
+    venue_after_fetch={"token_calls": 1, "calls": 1, "len(tokens)": 1},
+    demo_fetched={"margin_used": Decimal("7261788.9945241110003337")},
+    cassette="rails/balances.yaml",
+    cassette_uris=(SANDBOX_AUTH + TOKEN_PATH, SANDBOX + BALANCES_PATH),
+    cassette_fetched={"total": Decimal("99996952.15429778")},
+)

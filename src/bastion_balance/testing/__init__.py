@@ -14,91 +14,46 @@ hundreds of calls at once) and ``reset_shared_state()`` forgets nonces, tokens a
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 
 from .. import _state
-from ._binance import BINANCE_RECORDED_ACCOUNT, BINANCE_TEST_KEY, BINANCE_TEST_SECRET, SimulatedBinance
-from ._bybit import BYBIT_RECORDED_WALLET, BYBIT_TEST_KEY, BYBIT_TEST_SECRET, SimulatedBybit
-from ._coinswitch import (
-    COINSWITCH_DOCUMENTED_DATA,
-    COINSWITCH_TEST_KEY,
-    COINSWITCH_TEST_SECRET,
-    SimulatedCoinSwitch,
-)
+from ..providers import VENUES
+from ._binance import *  # noqa: F403  # each venue's simulator and test data: that module's __all__
+from ._bybit import *  # noqa: F403
+from ._coinswitch import *  # noqa: F403
 from ._demo import demo_setup
 from ._fake import FakeProvider
-from ._kraken import (
-    KRAKEN_DOCUMENTED_RESULT,
-    KRAKEN_TEST_KEY,
-    KRAKEN_TEST_SECRET,
-    SimulatedKraken,
-)
+from ._kraken import *  # noqa: F403
 from ._loopback import Fault, LoopbackServer, RecordedRequest
-from ._polymarket_retail import (
-    POLYMARKET_RETAIL_DOCUMENTED_BALANCES,
-    POLYMARKET_RETAIL_TEST_KEY_ID,
-    POLYMARKET_RETAIL_TEST_PUBLIC_KEY,
-    POLYMARKET_RETAIL_TEST_SECRET,
-    POLYMARKET_RETAIL_TEST_SEED,
-    SimulatedPolymarketRetail,
-)
-from ._polymarket_us import (
-    POLYMARKET_US_SYNTHETIC_BALANCE,
-    POLYMARKET_US_TEST_ACCOUNT,
-    POLYMARKET_US_TEST_CLIENT_ID,
-    POLYMARKET_US_TEST_PARTICIPANT_ID,
-    SimulatedPolymarketUS,
-    polymarket_us_test_private_key_pem,
-    polymarket_us_test_public_key_pem,
-)
-from ._rails import RAILS_DOCUMENTED_BALANCES, RAILS_TEST_API_KEY, RAILS_TEST_API_SECRET, SimulatedRails
-from ._simulator import SimulatedVenue, Simulator, json_response
+from ._polymarket_retail import *  # noqa: F403
+from ._polymarket_us import *  # noqa: F403
+from ._rails import *  # noqa: F403
+from ._simulator import ScriptedVenue, SimulatedVenue, Simulator, json_response
+
+
+def _module_all(simulator: str) -> list[str]:
+    module = importlib.import_module(f"{__name__}.{simulator.split(':', maxsplit=1)[0]}")
+    names: list[str] = module.__all__
+    return names
+
 
 __all__ = [
-    "BINANCE_RECORDED_ACCOUNT",
-    "BINANCE_TEST_KEY",
-    "BINANCE_TEST_SECRET",
-    "BYBIT_RECORDED_WALLET",
-    "BYBIT_TEST_KEY",
-    "BYBIT_TEST_SECRET",
-    "COINSWITCH_DOCUMENTED_DATA",
-    "COINSWITCH_TEST_KEY",
-    "COINSWITCH_TEST_SECRET",
     "FakeProvider",
     "Fault",
-    "KRAKEN_DOCUMENTED_RESULT",
-    "KRAKEN_TEST_KEY",
-    "KRAKEN_TEST_SECRET",
     "LoopbackServer",
-    "POLYMARKET_RETAIL_DOCUMENTED_BALANCES",
-    "POLYMARKET_RETAIL_TEST_KEY_ID",
-    "POLYMARKET_RETAIL_TEST_PUBLIC_KEY",
-    "POLYMARKET_RETAIL_TEST_SECRET",
-    "POLYMARKET_RETAIL_TEST_SEED",
-    "POLYMARKET_US_SYNTHETIC_BALANCE",
-    "POLYMARKET_US_TEST_ACCOUNT",
-    "POLYMARKET_US_TEST_CLIENT_ID",
-    "POLYMARKET_US_TEST_PARTICIPANT_ID",
-    "RAILS_DOCUMENTED_BALANCES",
-    "RAILS_TEST_API_KEY",
-    "RAILS_TEST_API_SECRET",
     "RecordedRequest",
-    "SimulatedBinance",
-    "SimulatedBybit",
-    "SimulatedCoinSwitch",
-    "SimulatedKraken",
-    "SimulatedPolymarketRetail",
-    "SimulatedPolymarketUS",
-    "SimulatedRails",
+    "ScriptedVenue",
     "SimulatedVenue",
     "Simulator",
     "demo_setup",
     "json_response",
-    "polymarket_us_test_private_key_pem",
-    "polymarket_us_test_public_key_pem",
     "rate_limits_disabled",
     "reset_shared_state",
 ]
+#: Each built-in venue's simulator, test keys and documented answers, from the registry's list of
+#: simulators (a new venue's module is star-imported above; tests/test_registry.py checks both).
+__all__ += [name for venue in VENUES.values() for name in _module_all(venue.simulator)]
 
 
 @contextlib.contextmanager

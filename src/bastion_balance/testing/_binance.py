@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 import httpx
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.binance import BinanceFutures
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "BINANCE_RECORDED_ACCOUNT",
     "BINANCE_TEST_KEY",
     "BINANCE_TEST_SECRET",
     "SimulatedBinance",
-    "demo_pair",
 ]
 
 #: The apiKey / secretKey of Binance's published signing example (docs/venues/binance.md): public.
@@ -102,7 +100,7 @@ ERRORS: Final[Mapping[int, tuple[int, str]]] = {
 }
 
 
-class SimulatedBinance:
+class SimulatedBinance(ScriptedVenue[int | httpx.Response]):
     """Binance USD-M futures' account and server-time endpoints, with Binance's checks.
 
     ``keys`` maps API key -> secret. ``clock`` is the server's clock (Unix ns) and ``skew_ms``
@@ -110,7 +108,8 @@ class SimulatedBinance:
     replaces the answer body. ``extra_weight`` is weight other programs on the same IP used
     this minute. ``fail_next(...)`` queues answers for the next account calls: a Binance error
     code (negative int, sent with Binance's status and message), an HTTP status (sent with an
-    HTML page) or a ready ``httpx.Response``. ``timestamps`` lists every accepted timestamp.
+    HTML page) or a ready ``httpx.Response``. ``timestamps`` lists every accepted timestamp;
+    ``calls`` counts the account calls, ``time_calls`` the server-time calls.
     """
 
     def __init__(
@@ -122,48 +121,37 @@ class SimulatedBinance:
         clock: Callable[[], int] = time.time_ns,
         skew_ms: int = 0,
     ) -> None:
+        super().__init__((host,))
         self.keys = dict(keys) if keys is not None else {BINANCE_TEST_KEY: BINANCE_TEST_SECRET}
         self.account: Mapping[str, Any] = account if account is not None else BINANCE_RECORDED_ACCOUNT
         self.clock = clock
         self.skew_ms = skew_ms
         self.extra_weight = 0
-        self._host = host
-        self._lock = threading.Lock()
-        self._script: deque[int | httpx.Response] = deque()
         self._minute = -1
         self._used = 0
         self.timestamps: list[int] = []
-        self.calls = 0
         self.time_calls = 0
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The host this venue answers for."""
-        return (self._host,)
 
     def server_time(self) -> int:
         """The simulated server's clock in Unix milliseconds."""
         return self.clock() // 1_000_000 + self.skew_ms
 
-    def fail_next(self, *answers: int | httpx.Response) -> None:
-        """Give these answers (error codes, HTTP statuses or responses) to the next calls."""
-        with self._lock:
-            self._script.extend(answers)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one request."""
-        with self._lock:
-            path = request.url.path
-            if request.method != "GET" or path not in _WEIGHTS:
-                return json_response(404, {"code": -5000, "msg": "Path not found"})
-            weight = self._spend(_WEIGHTS[path])
-            if path == _TIME:
-                self.time_calls += 1
-                return json_response(200, {"serverTime": self.server_time()}, **weight)
-            self.calls += 1
-            if self._script:
-                return self._scripted(self._script.popleft(), weight)
+        path = request.url.path
+        if request.method != "GET" or path not in _WEIGHTS:
+            return json_response(404, {"code": -5000, "msg": "Path not found"})
+        weight = self._spend(_WEIGHTS[path])
+        if path == _TIME:
+            self.time_calls += 1
+            return json_response(200, {"serverTime": self.server_time()}, **weight)
+        self.calls += 1
+        answer = self.next_scripted()
+        if answer is None:
             return self._verified(request, weight)
+        if isinstance(answer, int) and answer < 0:
+            return _error(answer, weight)
+        return self.scripted_response(answer, headers=weight)
 
     def _spend(self, units: int) -> dict[str, str]:
         minute = self.server_time() // 60_000
@@ -171,13 +159,6 @@ class SimulatedBinance:
             self._minute, self._used = minute, 0
         self._used += units
         return {"X-MBX-USED-WEIGHT-1M": str(self._used + self.extra_weight)}
-
-    def _scripted(self, answer: int | httpx.Response, weight: dict[str, str]) -> httpx.Response:
-        if isinstance(answer, httpx.Response):
-            return answer
-        if answer < 0:
-            return _error(answer, weight)
-        return httpx.Response(answer, text="<html>error</html>", headers=weight)
 
     def _verified(self, request: httpx.Request, weight: dict[str, str]) -> httpx.Response:
         key = request.headers.get("X-MBX-APIKEY")

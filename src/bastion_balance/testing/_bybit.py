@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 import httpx
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.bybit import Bybit
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "BYBIT_RECORDED_WALLET",
     "BYBIT_TEST_KEY",
     "BYBIT_TEST_SECRET",
     "SimulatedBybit",
-    "demo_pair",
 ]
 
 #: The key and secret of the local signing vector (docs/venues/bybit.md, 'Signing and the clock'): test only.
@@ -144,14 +142,14 @@ MESSAGES: Final[Mapping[int, str]] = {
 }
 
 
-class SimulatedBybit:
+class SimulatedBybit(ScriptedVenue[int | httpx.Response]):
     """Bybit V5's wallet-balance and server-time endpoints, with Bybit's checks.
 
     ``keys`` maps API key -> secret. ``clock`` is the server's clock (Unix ns) and ``skew_ms``
     is added to it. ``wallet`` replaces the answer body. ``fail_next(...)`` queues answers for
     the next wallet-balance calls: a retCode (int >= 10000, sent with HTTP 200), an HTTP status
     (sent with an HTML page) or a ready ``httpx.Response``. ``timestamps`` lists every accepted
-    timestamp.
+    timestamp; ``calls`` counts the wallet-balance calls, ``time_calls`` the server-time calls.
     """
 
     def __init__(
@@ -163,49 +161,38 @@ class SimulatedBybit:
         clock: Callable[[], int] = time.time_ns,
         skew_ms: int = 0,
     ) -> None:
+        super().__init__((host,))
         self.keys = dict(keys) if keys is not None else {BYBIT_TEST_KEY: BYBIT_TEST_SECRET}
         self.wallet: Mapping[str, Any] = wallet if wallet is not None else BYBIT_RECORDED_WALLET
         self.clock = clock
         self.skew_ms = skew_ms
-        self._host = host
-        self._lock = threading.Lock()
-        self._script: deque[int | httpx.Response] = deque()
         self._second = -1
         self._used = 0
         self.timestamps: list[int] = []
-        self.calls = 0
         self.time_calls = 0
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The host this venue answers for."""
-        return (self._host,)
 
     def server_time(self) -> int:
         """The simulated server's clock in Unix milliseconds."""
         return self.clock() // 1_000_000 + self.skew_ms
 
-    def fail_next(self, *answers: int | httpx.Response) -> None:
-        """Give these answers (retCodes, HTTP statuses or responses) to the next calls."""
-        with self._lock:
-            self._script.extend(answers)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one request."""
-        with self._lock:
-            path = request.url.path
-            if request.method != "GET" or path not in {_WALLET, _TIME}:
-                return httpx.Response(404, text="404 page not found")
-            if path == _TIME:
-                self.time_calls += 1
-                now = self.server_time()
-                result = {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000 + 123_456)}
-                return json_response(200, _envelope(0, "OK", result, now))
-            self.calls += 1
-            limit = self._spend()
-            if self._script:
-                return self._scripted(self._script.popleft(), limit)
+        path = request.url.path
+        if request.method != "GET" or path not in {_WALLET, _TIME}:
+            return httpx.Response(404, text="404 page not found")
+        if path == _TIME:
+            self.time_calls += 1
+            now = self.server_time()
+            result = {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000 + 123_456)}
+            return json_response(200, _envelope(0, "OK", result, now))
+        self.calls += 1
+        limit = self._spend()
+        answer = self.next_scripted()
+        if answer is None:
             return self._verified(request, limit)
+        if isinstance(answer, int) and answer >= 10000:
+            return self._error(answer, limit)
+        return self.scripted_response(answer, headers=limit)
 
     def _spend(self) -> dict[str, str]:
         now = self.server_time()
@@ -217,13 +204,6 @@ class SimulatedBybit:
             "X-Bapi-Limit-Status": str(max(0, LIMIT - self._used)),
             "X-Bapi-Limit-Reset-Timestamp": str((self._second + 1) * 1000),
         }
-
-    def _scripted(self, answer: int | httpx.Response, limit: dict[str, str]) -> httpx.Response:
-        if isinstance(answer, httpx.Response):
-            return answer
-        if answer >= 10000:
-            return self._error(answer, limit)
-        return httpx.Response(answer, text="<html>error</html>", headers=limit)
 
     def _error(self, code: int, headers: Mapping[str, str], message: str | None = None) -> httpx.Response:
         text = MESSAGES[code] if message is None else message

@@ -10,9 +10,7 @@ answers with the documented example response (seed 002), figures as strings.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_plus
@@ -21,17 +19,17 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.coinswitch import CoinSwitch
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "COINSWITCH_DOCUMENTED_DATA",
     "COINSWITCH_TEST_KEY",
     "COINSWITCH_TEST_SECRET",
     "SimulatedCoinSwitch",
-    "demo_pair",
 ]
 
 #: RFC 8032 test-1 key (docs/venues/coinswitch.md, 'Signing'): public, test only. API key = public key.
@@ -68,12 +66,13 @@ _PATH: Final = "/trade/api/v2/futures/wallet_balance"
 MAX_SKEW_MS: Final = 60_000
 
 
-class SimulatedCoinSwitch:
+class SimulatedCoinSwitch(ScriptedVenue[int | tuple[int, str]]):
     """CoinSwitch's futures wallet_balance, with its key, signature and epoch checks.
 
     ``keys`` lists the registered API keys (hex public keys). ``clock`` is the server's Unix
-    time in nanoseconds. ``fail_next(...)`` queues answers to give instead of the next ones: an
-    HTTP status, or ``(status, message)`` sent as ``{"message": ...}``.
+    time in nanoseconds. ``epochs`` lists every accepted epoch; ``calls`` counts every call.
+    ``fail_next(...)`` queues answers to give instead of the next ones: an HTTP status (an HTML
+    page with that status), or ``(status, message)`` sent as ``{"message": ...}``.
     """
 
     def __init__(
@@ -84,37 +83,21 @@ class SimulatedCoinSwitch:
         host: str = "coinswitch.co",
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        super().__init__((host,))
         self.keys = {k.lower() for k in keys} if keys is not None else {COINSWITCH_TEST_KEY}
         self.data = dict(data) if data is not None else dict(COINSWITCH_DOCUMENTED_DATA)
         self.clock = clock
-        self._host = host
-        self._lock = threading.Lock()
-        self._script: deque[int | tuple[int, str]] = deque()
         self.epochs: list[int] = []
-        self.calls = 0
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The host this venue answers for."""
-        return (self._host,)
-
-    def fail_next(self, *answers: int | tuple[int, str]) -> None:
-        """Give these answers (HTTP statuses or ``(status, message)``) to the next calls."""
-        with self._lock:
-            self._script.extend(answers)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one wallet_balance call."""
-        with self._lock:
-            self.calls += 1
-            if request.method != "GET" or request.url.path != _PATH:
-                return _error(404, "Not Found")
-            if self._script:
-                answer = self._script.popleft()
-                if isinstance(answer, int):
-                    return httpx.Response(answer, text="<html>error</html>")
-                return _error(*answer)
-            return self._verified(request)
+        self.calls += 1
+        if request.method != "GET" or request.url.path != _PATH:
+            return _error(404, "Not Found")
+        answer = self.next_scripted()
+        if answer is not None:
+            return self.scripted_response(answer) if isinstance(answer, int) else _error(*answer)
+        return self._verified(request)
 
     def _verified(self, request: httpx.Request) -> httpx.Response:
         key = request.headers.get("X-AUTH-APIKEY", "").lower()

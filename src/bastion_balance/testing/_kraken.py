@@ -12,16 +12,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import threading
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import httpx
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "KRAKEN_DOCUMENTED_RESULT",
     "KRAKEN_TEST_KEY",
@@ -56,12 +55,13 @@ def _expected_sign(secret_b64: str, nonce: str, body: bytes) -> bytes:
     return base64.b64encode(hmac.new(base64.b64decode(secret_b64), message, hashlib.sha512).digest())
 
 
-class SimulatedKraken:
+class SimulatedKraken(ScriptedVenue[str | int]):
     """Kraken's TradeBalance, with its key, signature and nonce checks.
 
     ``keys`` maps API key -> base64 secret. ``nonces`` lists every accepted nonce in arrival
-    order. ``fail_next(...)`` queues answers to give instead of the next ones: an error string
-    (sent in Kraken's ``error`` array with HTTP 200) or an HTTP status code.
+    order; ``calls`` counts every call. ``fail_next(...)`` queues answers to give instead of the
+    next ones: an error string (sent in Kraken's ``error`` array with HTTP 200) or an HTTP status
+    code (an HTML page with that status).
     """
 
     def __init__(
@@ -71,37 +71,21 @@ class SimulatedKraken:
         result: Mapping[str, Any] | None = None,
         host: str = "api.kraken.com",
     ) -> None:
+        super().__init__((host,))
         self.keys = dict(keys) if keys is not None else {KRAKEN_TEST_KEY: KRAKEN_TEST_SECRET}
         self.result = dict(result) if result is not None else dict(KRAKEN_DOCUMENTED_RESULT)
-        self._host = host
-        self._lock = threading.Lock()
         self._last: dict[str, int] = {}
-        self._script: deque[str | int] = deque()
         self.nonces: list[int] = []
-        self.calls = 0
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The host this venue answers for."""
-        return (self._host,)
-
-    def fail_next(self, *answers: str | int) -> None:
-        """Give these answers (error strings or HTTP statuses) to the next calls."""
-        with self._lock:
-            self._script.extend(answers)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one TradeBalance call."""
-        with self._lock:
-            self.calls += 1
-            if request.method != "POST" or request.url.path != _PATH:
-                return _error("EGeneral:Unknown method")
-            if self._script:
-                answer = self._script.popleft()
-                if isinstance(answer, int):
-                    return httpx.Response(answer, text="<html>error</html>")
-                return _error(answer)
-            return self._verified(request)
+        self.calls += 1
+        if request.method != "POST" or request.url.path != _PATH:
+            return _error("EGeneral:Unknown method")
+        answer = self.next_scripted()
+        if answer is not None:
+            return _error(answer) if isinstance(answer, str) else self.scripted_response(answer)
+        return self._verified(request)
 
     def _verified(self, request: httpx.Request) -> httpx.Response:
         key = request.headers.get("API-Key", "")

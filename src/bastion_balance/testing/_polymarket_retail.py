@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
@@ -30,11 +28,12 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.polymarket_retail import PolymarketUSRetail
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "POLYMARKET_RETAIL_DOCUMENTED_BALANCES",
     "POLYMARKET_RETAIL_TEST_KEY_ID",
@@ -42,7 +41,6 @@ __all__ = [
     "POLYMARKET_RETAIL_TEST_SECRET",
     "POLYMARKET_RETAIL_TEST_SEED",
     "SimulatedPolymarketRetail",
-    "demo_pair",
 ]
 
 #: RFC 8032 test-1 key, as polymarket.us/developer shows secrets: base64 of seed || public key.
@@ -78,12 +76,13 @@ _PATH: Final = "/v1/account/balances"
 WINDOW_MS: Final = 30_000
 
 
-class SimulatedPolymarketRetail:
+class SimulatedPolymarketRetail(ScriptedVenue[int | tuple[int, str]]):
     """Polymarket US retail's balances endpoint, with its key, timestamp and signature checks.
 
     ``keys`` maps key id -> base64 Ed25519 public key. ``clock`` is the server's Unix time in
-    nanoseconds. ``fail_next(...)`` queues answers to give instead of the next ones: an HTTP
-    status (429 gets the documented body, others an HTML page) or ``(status, message)``.
+    nanoseconds. ``timestamps`` lists every accepted timestamp; ``calls`` counts every call.
+    ``fail_next(...)`` queues answers to give instead of the next ones: an HTTP status (429 gets
+    the documented body, others an HTML page) or ``(status, message)``.
     """
 
     def __init__(
@@ -94,42 +93,26 @@ class SimulatedPolymarketRetail:
         host: str = "api.polymarket.us",
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        super().__init__((host,))
         default = {POLYMARKET_RETAIL_TEST_KEY_ID: POLYMARKET_RETAIL_TEST_PUBLIC_KEY}
         self.keys = dict(keys) if keys is not None else default
         self.balances = (
             list(balances) if balances is not None else list(POLYMARKET_RETAIL_DOCUMENTED_BALANCES)
         )
         self.clock = clock
-        self._host = host
-        self._lock = threading.Lock()
-        self._script: deque[int | tuple[int, str]] = deque()
         self.timestamps: list[int] = []
-        self.calls = 0
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The host this venue answers for."""
-        return (self._host,)
-
-    def fail_next(self, *answers: int | tuple[int, str]) -> None:
-        """Give these answers (HTTP statuses or ``(status, message)``) to the next calls."""
-        with self._lock:
-            self._script.extend(answers)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one balances call."""
-        with self._lock:
-            self.calls += 1
-            if request.method != "GET" or request.url.path != _PATH:
-                return _error(404, "Not Found")
-            if self._script:
-                answer = self._script.popleft()
-                if answer == 429:  # the documented body, no Retry-After
-                    return _error(429, "Too Many Requests")
-                if isinstance(answer, int):
-                    return httpx.Response(answer, text="<html>error</html>")
-                return _error(*answer)
-            return self._verified(request)
+        self.calls += 1
+        if request.method != "GET" or request.url.path != _PATH:
+            return _error(404, "Not Found")
+        answer = self.next_scripted()
+        if answer == 429:  # the documented body, no Retry-After
+            return _error(429, "Too Many Requests")
+        if answer is not None:
+            return self.scripted_response(answer) if isinstance(answer, int) else _error(*answer)
+        return self._verified(request)
 
     def _verified(self, request: httpx.Request) -> httpx.Response:
         public_b64 = self.keys.get(request.headers.get("X-PM-Access-Key", ""))

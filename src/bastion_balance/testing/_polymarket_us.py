@@ -31,7 +31,6 @@ import binascii
 import functools
 import json
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -42,18 +41,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.polymarket_us import PolymarketUS
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "POLYMARKET_US_SYNTHETIC_BALANCE",
     "POLYMARKET_US_TEST_ACCOUNT",
     "POLYMARKET_US_TEST_CLIENT_ID",
     "POLYMARKET_US_TEST_PARTICIPANT_ID",
     "SimulatedPolymarketUS",
-    "demo_pair",
     "polymarket_us_test_private_key_pem",
     "polymarket_us_test_public_key_pem",
 ]
@@ -154,7 +153,7 @@ def _grpc(status: int, code: int, message: str, **headers: str) -> httpx.Respons
     return json_response(status, {"code": code, "message": message, "details": []}, **headers)
 
 
-class SimulatedPolymarketUS:
+class SimulatedPolymarketUS(ScriptedVenue[int | httpx.Response]):
     """Polymarket US institutional: an Auth0 token endpoint and ``POST /v1/positions/balance``.
 
     ``clients`` maps client id -> registered public key (PEM); ``participants`` maps
@@ -164,11 +163,15 @@ class SimulatedPolymarketUS:
     :class:`~bastion_balance.testing.LoopbackServer`), told apart by path; the API ``audience``
     stays ``https://<api_host>``. A client assertion's ``aud`` must be the URL the token
     request was sent to, or exactly ``token_url`` when that is given.
-    ``token_requests`` counts token requests (accepted or not), ``tokens_issued`` the tokens
-    handed out, ``balance_calls`` the balance calls. ``fail_next(...)`` queues answers for the
+    ``token_calls`` counts token requests (accepted or not), ``tokens_issued`` the tokens
+    handed out, ``calls`` the balance calls. ``fail_next(...)`` queues answers for the
     next balance calls (an HTTP status, answered with the matching gRPC body, or an
     ``httpx.Response``); ``fail_next_token(...)`` does the same for token requests (an OAuth
     ``error`` string, answered with 401, or an HTTP status or ``httpx.Response``).
+    ``expire_tokens()`` forgets every issued token.
+
+    Deprecated aliases, kept working: ``balance_calls`` (``calls``) and ``token_requests``
+    (``token_calls``).
     """
 
     def __init__(
@@ -198,17 +201,15 @@ class SimulatedPolymarketUS:
         self.balance = dict(balance) if balance is not None else dict(POLYMARKET_US_SYNTHETIC_BALANCE)
         self._auth_host = host if host is not None else auth_host
         self._api_host = host if host is not None else api_host
+        super().__init__((self._auth_host, self._api_host))
         self._token_url = token_url
         self.audience = audience if audience is not None else f"https://{api_host}"
         self.clock = clock
-        self._lock = threading.Lock()
         self._jtis: set[str] = set()
         self._tokens: dict[str, int] = {}  # token -> expiry (Unix ns)
-        self._script: deque[int | httpx.Response] = deque()
         self._token_script: deque[str | int | httpx.Response] = deque()
-        self.token_requests = 0
+        self.token_calls = 0
         self.tokens_issued = 0
-        self.balance_calls = 0
 
     @staticmethod
     def _load_public(pem: str) -> rsa.RSAPublicKey:
@@ -217,11 +218,6 @@ class SimulatedPolymarketUS:
             msg = "registered client keys must be RSA"
             raise TypeError(msg)
         return key
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The Auth0 tenant and the API host."""
-        return (self._auth_host, self._api_host)
 
     @property
     def token_url(self) -> str:
@@ -243,11 +239,6 @@ class SimulatedPolymarketUS:
         url = request.url
         return f"{url.scheme}://{url.netloc.decode('ascii')}{_TOKEN_PATH}"
 
-    def fail_next(self, *answers: int | httpx.Response) -> None:
-        """Give these answers to the next balance calls (statuses get the matching gRPC body)."""
-        with self._lock:
-            self._script.extend(answers)
-
     def fail_next_token(self, *answers: str | int | httpx.Response) -> None:
         """Give these answers to the next token requests (strings are OAuth ``error`` codes)."""
         with self._lock:
@@ -258,27 +249,42 @@ class SimulatedPolymarketUS:
         with self._lock:
             self._tokens.clear()
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    @property
+    def balance_calls(self) -> int:
+        """Deprecated alias of ``calls`` (still works, also for setting)."""
+        return self.calls
+
+    @balance_calls.setter
+    def balance_calls(self, value: int) -> None:
+        self.calls = value
+
+    @property
+    def token_requests(self) -> int:
+        """Deprecated alias of ``token_calls`` (still works, also for setting)."""
+        return self.token_calls
+
+    @token_requests.setter
+    def token_requests(self, value: int) -> None:
+        self.token_calls = value
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
         """Answer one request for either host."""
-        with self._lock:
-            shared = self._auth_host == self._api_host  # one host: told apart by path
-            if request.url.host == self._auth_host and (not shared or request.url.path == _TOKEN_PATH):
-                return self._token_call(request)
-            return self._api_call(request)
+        shared = self._auth_host == self._api_host  # one host: told apart by path
+        if request.url.host == self._auth_host and (not shared or request.url.path == _TOKEN_PATH):
+            return self._token_call(request)
+        return self._api_call(request)
 
     # -- Auth0 ------------------------------------------------------------------------------
 
     def _token_call(self, request: httpx.Request) -> httpx.Response:
         if request.method != "POST" or request.url.path != _TOKEN_PATH:
             return _oauth(404, "not_found", "Not Found")
-        self.token_requests += 1
+        self.token_calls += 1
         if self._token_script:
             answer = self._token_script.popleft()
-            if isinstance(answer, httpx.Response):
-                return answer
-            if isinstance(answer, int):
-                return httpx.Response(answer, text="<html>auth0 error</html>")
-            return _oauth(401, answer, f"scripted {answer}")
+            if isinstance(answer, str):
+                return _oauth(401, answer, f"scripted {answer}")
+            return self.scripted_response(answer, text="<html>auth0 error</html>")
         try:
             body = json.loads(request.content)
         except ValueError:
@@ -362,11 +368,11 @@ class SimulatedPolymarketUS:
     def _api_call(self, request: httpx.Request) -> httpx.Response:
         if request.method != "POST" or request.url.path != _BALANCE_PATH:
             return _grpc(404, 5, "Not Found")
-        self.balance_calls += 1
-        if self._script:
-            answer = self._script.popleft()
-            if isinstance(answer, httpx.Response):
-                return answer
+        self.calls += 1
+        answer = self.next_scripted()
+        if isinstance(answer, httpx.Response):
+            return answer
+        if answer is not None:
             code, message = _GRPC_FOR_STATUS.get(answer, (2, "unknown"))
             extra = {"Retry-After": "1"} if answer == 429 else {}
             return _grpc(answer, code, message, **extra)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,11 +26,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from ._simulator import json_response
+from ._simulator import ScriptedVenue, json_response
 
 if TYPE_CHECKING:
     from ..providers.rails import Rails
 
+#: What ``bastion_balance.testing`` exports of this venue (``demo_pair`` is the demo's, by name).
 __all__ = [
     "RAILS_AUTH_HOST",
     "RAILS_DOCUMENTED_BALANCES",
@@ -39,7 +39,6 @@ __all__ = [
     "RAILS_TEST_API_KEY",
     "RAILS_TEST_API_SECRET",
     "SimulatedRails",
-    "demo_pair",
 ]
 
 #: Invented credentials for tests and the demo: Rails publishes no test keys.
@@ -111,16 +110,20 @@ RAILS_DOCUMENTED_BALANCES: Final[Mapping[str, Any]] = {
 }
 
 
-class SimulatedRails:
+class SimulatedRails(ScriptedVenue[int | httpx.Response]):
     """Rails' token service and balances endpoint, with their credential and token checks.
 
     ``credentials`` maps API key -> secret. ``wrapped=True`` answers ``{"balances": {...}}``
     (the older documented envelope). ``clock`` gives monotonic seconds (token expiry and the
-    token rate window); ``token_lifetime`` is the ``expires_in`` it issues. ``token_requests``
-    counts every call to the token endpoint, ``tokens`` lists the tokens issued, in order.
-    ``fail_next(...)`` / ``fail_next_token(...)`` queue answers (an HTTP status or a whole
-    ``httpx.Response``) for the next balances / token calls; ``revoke_tokens()`` forgets every
-    issued token, as a key rotation on Rails' side would.
+    token rate window); ``token_lifetime`` is the ``expires_in`` it issues. ``calls`` counts the
+    calls to the balances endpoint, ``token_calls`` every call to the token endpoint, ``tokens``
+    lists the tokens issued, in order, and ``rate_limited`` the token calls refused with 429.
+    ``fail_next(...)`` / ``fail_next_token(...)`` queue answers (an HTTP status, sent with
+    ``{"message": ...}``, or a whole ``httpx.Response``) for the next balances / token calls;
+    ``expire_tokens()`` forgets every issued token, as a key rotation on Rails' side would.
+
+    Deprecated aliases, kept working: ``balance_requests`` (``calls``), ``token_requests``
+    (``token_calls``) and ``revoke_tokens()`` (``expire_tokens()``).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class SimulatedRails:
         token_lifetime: int = _LIFETIME,
         hosts: tuple[str, str] = (RAILS_AUTH_HOST, RAILS_HOST),
     ) -> None:
+        super().__init__(hosts)
         self.credentials = (
             dict(credentials) if credentials is not None else {RAILS_TEST_API_KEY: RAILS_TEST_API_SECRET}
         )
@@ -141,55 +145,57 @@ class SimulatedRails:
         self.clock = clock
         self.token_lifetime = token_lifetime
         self._auth_host, self._host = hosts
-        self._lock = threading.Lock()
         self._issued: dict[str, tuple[str, float]] = {}  # token -> (api key, expiry)
         self._windows: dict[str, deque[float]] = {}
-        self._script: dict[str, deque[int | httpx.Response]] = {"token": deque(), "balances": deque()}
+        self._token_script: deque[int | httpx.Response] = deque()
         self.tokens: list[str] = []
-        self.token_requests = 0
-        self.balance_requests = 0
+        self.token_calls = 0
         self.rate_limited = 0
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The auth host and the User Account host."""
-        return (self._auth_host, self._host)
-
-    def fail_next(self, *answers: int | httpx.Response) -> None:
-        """Give these answers to the next balances calls instead of the real ones."""
-        with self._lock:
-            self._script["balances"].extend(answers)
 
     def fail_next_token(self, *answers: int | httpx.Response) -> None:
         """Give these answers to the next token calls instead of the real ones."""
         with self._lock:
-            self._script["token"].extend(answers)
+            self._token_script.extend(answers)
 
-    def revoke_tokens(self) -> None:
+    def expire_tokens(self) -> None:
         """Forget every issued token: the next balances call with one gets a 401."""
         with self._lock:
             self._issued.clear()
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one call to the token service or the User Account API."""
-        with self._lock:
-            host, path, method = request.url.host, request.url.path, request.method
-            if host == self._auth_host and path == _TOKEN_PATH and method == "POST":
-                self.token_requests += 1
-                return self._scripted("token") or self._token(request)
-            if host == self._host and path == _BALANCES_PATH and method == "GET":
-                self.balance_requests += 1
-                return self._scripted("balances") or self._balance(request)
-            return _error(404, "Not Found")
+    def revoke_tokens(self) -> None:
+        """Deprecated alias of :meth:`expire_tokens` (still works)."""
+        self.expire_tokens()
 
-    def _scripted(self, endpoint: str) -> httpx.Response | None:
-        script = self._script[endpoint]
-        if not script:
-            return None
-        answer = script.popleft()
-        if isinstance(answer, int):
-            return _error(answer, f"scripted failure {answer}")
-        return answer
+    @property
+    def balance_requests(self) -> int:
+        """Deprecated alias of ``calls`` (still works, also for setting)."""
+        return self.calls
+
+    @balance_requests.setter
+    def balance_requests(self, value: int) -> None:
+        self.calls = value
+
+    @property
+    def token_requests(self) -> int:
+        """Deprecated alias of ``token_calls`` (still works, also for setting)."""
+        return self.token_calls
+
+    @token_requests.setter
+    def token_requests(self, value: int) -> None:
+        self.token_calls = value
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        """Answer one call to the token service or the User Account API."""
+        host, path, method = request.url.host, request.url.path, request.method
+        if host == self._auth_host and path == _TOKEN_PATH and method == "POST":
+            self.token_calls += 1
+            token_answer = self._token_script.popleft() if self._token_script else None
+            return self._token(request) if token_answer is None else _scripted(token_answer)
+        if host == self._host and path == _BALANCES_PATH and method == "GET":
+            self.calls += 1
+            answer = self.next_scripted()
+            return self._balance(request) if answer is None else _scripted(answer)
+        return _error(404, "Not Found")
 
     def _token(self, request: httpx.Request) -> httpx.Response:
         key = request.headers.get("X-Api-Key", "")
@@ -228,6 +234,12 @@ class SimulatedRails:
 
 def _error(status: int, message: str) -> httpx.Response:
     return json_response(status, {"message": message})
+
+
+def _scripted(answer: int | httpx.Response) -> httpx.Response:
+    if isinstance(answer, httpx.Response):
+        return answer
+    return _error(answer, f"scripted failure {answer}")
 
 
 def demo_pair() -> tuple[SimulatedRails, Rails]:

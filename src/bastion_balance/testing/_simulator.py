@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-__all__ = ["SimulatedVenue", "Simulator", "json_response"]
+__all__ = ["ScriptedVenue", "SimulatedVenue", "Simulator", "json_response"]
+
+AnswerT = TypeVar("AnswerT")
 
 
 class SimulatedVenue(Protocol):
@@ -35,6 +38,73 @@ def json_response(status_code: int, payload: Any, **headers: str) -> httpx.Respo
     body = dumps(payload) if not isinstance(payload, str) else payload
     all_headers = {"Content-Type": "application/json", **headers}
     return httpx.Response(status_code, content=body.encode(), headers=all_headers)
+
+
+class ScriptedVenue(Generic[AnswerT]):
+    """The plumbing every built-in simulated venue shares: its hosts, a lock, ``fail_next``, ``calls``.
+
+    ``fail_next(*answers)`` queues answers to give instead of the real ones to the next calls of
+    the venue's balance endpoint, in order, then normal answers resume; what an answer may be
+    (an HTTP status, a venue error code, a whole ``httpx.Response`` ...) is each venue's own,
+    written in its ``fail_next`` docs. ``calls`` counts the calls to the balance endpoint
+    (scripted ones included).
+
+    A venue of your own subclasses it with the type of its answers, passes its host names to
+    ``__init__`` and implements :meth:`respond`; :meth:`handle` calls it with the venue's lock
+    held, so counters and the script need no lock of their own::
+
+        class Echo(ScriptedVenue[int]):
+            def __init__(self) -> None:
+                super().__init__(("echo.test",))
+
+            def respond(self, request: httpx.Request) -> httpx.Response:
+                self.calls += 1
+                answer = self.next_scripted()
+                if answer is not None:
+                    return self.scripted_response(answer)  # an HTML page with that status
+                return json_response(200, {"ok": True})
+    """
+
+    def __init__(self, hosts: Iterable[str]) -> None:
+        self._hosts = tuple(hosts)
+        self._lock = threading.Lock()
+        self._script: deque[AnswerT] = deque()
+        self.calls = 0
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Host names this venue answers for."""
+        return self._hosts
+
+    def fail_next(self, *answers: AnswerT) -> None:
+        """Give these answers to the next balance calls instead of the real ones."""
+        with self._lock:
+            self._script.extend(answers)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request the way the venue would (:meth:`respond`, under the venue's lock)."""
+        with self._lock:
+            return self.respond(request)
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request; called by :meth:`handle` with the lock held (subclasses implement it)."""
+        raise NotImplementedError
+
+    def next_scripted(self) -> AnswerT | None:
+        """The next answer queued by ``fail_next``, taken off the queue; ``None`` when there is none."""
+        return self._script.popleft() if self._script else None
+
+    @staticmethod
+    def scripted_response(
+        answer: int | httpx.Response,
+        *,
+        headers: Mapping[str, str] | None = None,
+        text: str = "<html>error</html>",
+    ) -> httpx.Response:
+        """The answers every venue scripts alike: a response as is, a status as an HTML error page."""
+        if isinstance(answer, httpx.Response):
+            return answer
+        return httpx.Response(answer, text=text, headers=headers)
 
 
 class Simulator:
