@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 import bastion_balance as bb
-from bastion_balance import testing
+from bastion_balance import providers, testing
 from bastion_balance._logging import MASK, redact
 from bastion_balance.providers import (
     ALL_CREDENTIAL_HEADERS,
@@ -85,29 +87,37 @@ PACKAGE = ROOT / "src" / "bastion_balance"
 
 
 def _type_checking_imports(path: Path) -> dict[str, str]:
-    """``Class -> module`` of the ``from .providers.<module> import <Class>`` lines under TYPE_CHECKING."""
+    """``Class -> module`` of the ``from .<module> import <Class>`` lines under TYPE_CHECKING."""
     found: dict[str, str] = {}
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             for stmt in node.body:
-                if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("providers."):
+                if isinstance(stmt, ast.ImportFrom) and stmt.level == 1 and stmt.module:
                     for alias in stmt.names:
-                        found[alias.name] = (stmt.module or "").removeprefix("providers.")
+                        found[alias.name] = stmt.module
     return found
 
 
 def test_package_exports_every_venue() -> None:
-    """``bb.__all__`` lists each registry class, and nothing else ending like a venue."""
-    exported = set(bb.__all__)
-    assert set(CLASS_NAMES) <= exported
+    """``bb.__all__`` lists each registry class once, and each resolves to the registry's class."""
+    assert sorted(name for name in bb.__all__ if name in CLASS_NAMES) == sorted(CLASS_NAMES)
+    assert len(bb.__all__) == len(set(bb.__all__))
     for name in CLASS_NAMES:
         assert getattr(bb, name) is provider_class(CLASS_NAMES[name])
+        assert getattr(providers, name) is provider_class(CLASS_NAMES[name])
 
 
-def test_type_checking_imports_match_the_registry() -> None:
-    """The package's type-checking imports name exactly the registry's classes and modules."""
-    imports = _type_checking_imports(PACKAGE / "__init__.py")
+def test_type_checkers_see_the_registry() -> None:
+    """The registry file's literal ``__all__`` and type-checking imports name exactly its classes.
+
+    Type checkers read only literal lists, so these two sit beside the registry (the package
+    re-exports them with a star import under TYPE_CHECKING); this test keeps all three in step.
+    """
+    registry = PACKAGE / "providers" / "__init__.py"
+    imports = _type_checking_imports(registry)
     assert imports == {venue.class_name: venue.module for venue in VENUES.values()}
+    assert sorted(providers.__all__) == sorted(CLASS_NAMES)
+    assert not _type_checking_imports(PACKAGE / "__init__.py").keys() & set(CLASS_NAMES)
 
 
 def test_demo_serves_every_venue_in_registry_order() -> None:
@@ -123,9 +133,13 @@ def test_demo_serves_every_venue_in_registry_order() -> None:
         assert type(providers[list(VENUES).index(name)]) is provider_class(name)
 
 
-def test_typing_tests_build_every_venue() -> None:
-    """typing_tests/public_api.py constructs every venue class (so its signature is type-checked)."""
-    tree = ast.parse((ROOT / "typing_tests" / "public_api.py").read_text())
+def test_typing_checks_cover_every_venue(tmp_path: Path) -> None:
+    """The generated typing checks (run by .ci/run under mypy --strict) build every venue class."""
+    target = tmp_path / "venues.py"
+    subprocess.run(
+        [sys.executable, str(ROOT / "typing_tests" / "make_venue_checks.py"), str(target)], check=True
+    )
+    tree = ast.parse(target.read_text())
     called = {
         node.func.attr
         for node in ast.walk(tree)
@@ -134,6 +148,10 @@ def test_typing_tests_build_every_venue() -> None:
         and ast.unparse(node.func.value) == "bb"
     }
     assert set(CLASS_NAMES) <= called
+    namespace: dict[str, object] = {}
+    exec(compile(target.read_text(), str(target), "exec"), namespace)  # noqa: S102  # our generated file
+    built = namespace["every_venue_is_a_provider"]()  # type: ignore[operator]
+    assert [p.venue for p in built] == list(VENUES)
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
@@ -167,3 +185,28 @@ def test_derived_lists_follow_the_registry() -> None:
 
 def _demo_modules() -> list[ModuleType]:
     return [importlib.import_module(f"bastion_balance.testing.{name}") for name in DEMO_MODULES]
+
+
+def test_registry_module_attributes() -> None:
+    """The registry module gives its classes lazily by name, and refuses unknown names."""
+    assert providers.Bybit is provider_class("bybit")
+    with pytest.raises(AttributeError, match="has no attribute 'Mtgox'"):
+        providers.Mtgox  # noqa: B018
+
+
+def test_testing_exports_every_simulator_module() -> None:
+    """``bastion_balance.testing`` star-imports exactly the registry's simulator modules (type checkers
+    see their names), and its ``__all__`` holds each module's ``__all__``."""
+    tree = ast.parse((PACKAGE / "testing" / "__init__.py").read_text())
+    starred = {
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and [a.name for a in node.names] == ["*"]
+    }
+    modules = {venue.simulator.split(":")[0] for venue in VENUES.values()}
+    assert starred == modules
+    for module in modules:
+        names = importlib.import_module(f"bastion_balance.testing.{module}").__all__
+        assert set(names) <= set(testing.__all__), module
+        assert "demo_pair" not in names  # every module has one: the demo finds it by name
+    assert len(testing.__all__) == len(set(testing.__all__))

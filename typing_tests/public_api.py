@@ -40,18 +40,6 @@ async def async_use(providers: list[bb.BalanceProvider]) -> None:
     assert_type(await bb.aaggregate(providers, timeout=3.0), bb.Portfolio)
 
 
-def every_venue_is_a_provider() -> list[bb.BalanceProvider]:
-    return [
-        bb.Kraken(api_key="k", api_secret="s"),
-        bb.CoinSwitch(api_key="k", api_secret="s"),
-        bb.PolymarketUS(client_id="c", private_key="pem", participant_id="p", account="a"),
-        bb.PolymarketUSRetail(key_id="k", secret_key="s"),
-        bb.Rails(api_key="k", api_secret="s"),
-        bb.BinanceFutures(api_key="k", api_secret="s"),
-        bb.Bybit(api_key="k", api_secret="s"),
-    ]
-
-
 def errors(exc: bb.BastionBalanceError) -> None:
     if isinstance(exc, bb.RateLimitedError):
         assert_type(exc.retry_after, float | None)

@@ -12,6 +12,7 @@ Venue classes (and the signing libraries they need) are imported on first use, s
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from . import providers as _providers
 from ._client import (
     AsyncBalanceClient,
     BalanceClient,
@@ -31,6 +32,7 @@ from .exceptions import (
     ConfigurationError,
     DeadlineExceededError,
     ExchangeAPIError,
+    HistoryError,
     MissingRateError,
     RateLimitedError,
     ResponseTooLargeError,
@@ -42,13 +44,8 @@ from .providers import CLASS_NAMES as _CLASS_NAMES
 from .providers import provider_class as _provider_class
 
 if _TYPE_CHECKING:
-    from .providers.binance import BinanceFutures
-    from .providers.bybit import Bybit
-    from .providers.coinswitch import CoinSwitch
-    from .providers.kraken import Kraken
-    from .providers.polymarket_retail import PolymarketUSRetail
-    from .providers.polymarket_us import PolymarketUS
-    from .providers.rails import Rails
+    from ._history import Drawdown, Flow, History, Snapshot
+    from .providers import *  # noqa: F403  # the venue classes, listed once in the registry
 
 __all__ = [
     # models and functions
@@ -56,24 +53,20 @@ __all__ = [
     "Balance",
     "BalanceClient",
     "BalanceProvider",
+    "Drawdown",
+    "Flow",
+    "History",
     "Holding",
     "NO_RETRY",
     "Portfolio",
     "RetryPolicy",
+    "Snapshot",
     "__version__",
     "aaggregate",
     "afetch_balance",
     "aggregate",
     "dumps",
     "fetch_balance",
-    # venues
-    "Bybit",
-    "BinanceFutures",
-    "PolymarketUS",
-    "PolymarketUSRetail",
-    "CoinSwitch",
-    "Rails",
-    "Kraken",
     # exceptions
     "AggregateError",
     "AuthenticationError",
@@ -81,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceededError",
     "ExchangeAPIError",
+    "HistoryError",
     "MissingRateError",
     "RateLimitedError",
     "ResponseTooLargeError",
@@ -89,9 +83,15 @@ __all__ = [
     "UnexpectedResponseError",
 ]
 
+__all__ += _providers.__all__  # the venue classes, from the registry (imported on first use)
 
 #: Public names whose modules (and their optional extras) load on first use: name -> module.
-_LAZY_NAMES: dict[str, str] = {}
+_LAZY_NAMES: dict[str, str] = {
+    "Drawdown": "._history",
+    "Flow": "._history",
+    "History": "._history",
+    "Snapshot": "._history",
+}
 
 
 def __getattr__(name: str) -> _Any:  # noqa: ANN401  # a venue class or a lazy name, imported on first use

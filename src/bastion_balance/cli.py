@@ -43,7 +43,7 @@ _NOT_SETTINGS: Final = frozenset({"clock"})
 #: Subcommands with parsers of their own: name -> "module:function" inside this package, imported
 #: only when asked for. Each function takes ``(argv, *, environ, out, err)`` and returns the exit
 #: code, like :func:`run`.
-SUBCOMMANDS: Final[Mapping[str, str]] = {}
+SUBCOMMANDS: Final[Mapping[str, str]] = {"mcp": "._mcp:main", "history": "._history_cli:main"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help=f"TOML accounts file (default {DEFAULT_CONFIG})")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per venue (default 10)")
     parser.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    parser.add_argument("--record", action="store_true", help="record the portfolio in the balance history")
+    parser.add_argument("--history", metavar="URL", help="where --record writes (needed with demo)")
     return parser
 
 
@@ -268,6 +270,12 @@ def run(
     else:
         render: Callable[[Portfolio, TextIO], None] = render_rich if use_rich else render_plain
         render(portfolio, out)
+    if args.record or args.history:
+        from ._history_cli import record  # noqa: PLC0415  # extra "history", loaded when asked for
+
+        demo = args.command == "demo"
+        if record(portfolio, args.history, demo=demo, environ=environ, err=err) != EXIT_COMPLETE:
+            return EXIT_USAGE
     return _exit_code(portfolio, asked)
 
 

@@ -13,6 +13,7 @@ Catching :class:`BastionBalanceError` catches them all::
     │   └── ServiceUnavailableError  busy, maintenance, 5xx after retries (.retry_after)
     ├── UnexpectedResponseError   not JSON, HTML, wrong shape, bad number (.venue, .field, .value)
     │   └── ResponseTooLargeError  body over the cap (default 4 MiB)
+    ├── HistoryError              the balance history: nothing recorded yet, database unusable
     └── AggregateError            strict=True: an ExceptionGroup of the failed accounts
                                   (.errors label -> exception, .portfolio the partial result)
 
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceededError",
     "ExchangeAPIError",
+    "HistoryError",
     "MissingRateError",
     "RateLimitedError",
     "ResponseTooLargeError",
@@ -198,6 +200,11 @@ class UnexpectedResponseError(BastionBalanceError):
 
 class ResponseTooLargeError(UnexpectedResponseError):
     """The response body passed the size cap (default 4 MiB)."""
+
+
+class HistoryError(BastionBalanceError):
+    """The balance history cannot answer: nothing recorded yet (nothing to compare), a database
+    that cannot be opened or written, or one made by a newer version of bastion_balance."""
 
 
 class AggregateError(ExceptionGroup[Exception], BastionBalanceError):

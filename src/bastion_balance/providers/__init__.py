@@ -10,21 +10,32 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from ..exceptions import ConfigurationError
 
+if TYPE_CHECKING:  # for type checkers; at run time each class is imported on first use
+    from .binance import BinanceFutures
+    from .bybit import Bybit
+    from .coinswitch import CoinSwitch
+    from .kraken import Kraken
+    from .polymarket_retail import PolymarketUSRetail
+    from .polymarket_us import PolymarketUS
+    from .rails import Rails
+
+#: The venue classes (``bastion_balance`` re-exports exactly these): a registry entry's class
+#: name, listed here and imported above for type checkers, which read only literal lists.
+#: The registry's own names (``VENUES``, ``PROVIDERS`` ...) are imported by name.
 __all__ = [
-    "ALL_CREDENTIAL_HEADERS",
-    "CLASS_NAMES",
-    "CREDENTIAL_HEADERS",
-    "PROVIDERS",
-    "VENUES",
-    "Venue",
-    "provider_class",
-    "provider_from_name",
+    "BinanceFutures",
+    "Bybit",
+    "CoinSwitch",
+    "Kraken",
+    "PolymarketUS",
+    "PolymarketUSRetail",
+    "Rails",
 ]
 
 
@@ -144,3 +155,13 @@ def provider_class(name: str) -> type[Any]:
 def provider_from_name(name: str, **settings: Any) -> Any:  # noqa: ANN401  # one of the venue classes
     """Build the provider of venue ``name`` from keyword settings (credentials, label ...)."""
     return provider_class(name)(**settings)
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401  # a venue class, imported on first use
+    venue = CLASS_NAMES.get(name)
+    if venue is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    cls = provider_class(venue)
+    globals()[name] = cls
+    return cls
