@@ -190,3 +190,59 @@ def test_plain_fallback_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run("demo")
     assert code == 0
     assert "-----------" in out
+
+
+class TestEdges:
+    def test_warnings_are_printed(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A portfolio's warnings reach the table's notes, one line each."""
+        from datetime import UTC, datetime
+
+        import bastion_balance as bb
+
+        portfolio = bb.Portfolio(
+            balances={}, warnings=("kraken: 2 holdings not counted",), fetched_at=datetime.now(UTC)
+        )
+        monkeypatch.setattr(cli, "_demo", lambda *args: (portfolio, 0))
+        code, out, _ = run("demo", "--plain")
+        assert code == 0
+        assert "warning  kraken: 2 holdings not counted" in out
+
+    def test_ctrl_c_during_the_fetch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ctrl-C while fetching: exit 130 and one line, no traceback."""
+
+        def interrupted(*args: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "_demo", interrupted)
+        code, out, err = run("demo", "--plain")
+        assert (code, out, err.strip().splitlines()[-1]) == (130, "", "bastion-balance: interrupted")
+
+    def test_main_exits_with_the_code(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The console script exits with run()'s code; Ctrl-C outside the fetch is 130 too."""
+        monkeypatch.setattr(cli, "run", lambda: 3)
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+        assert info.value.code == 3
+
+        def interrupted() -> int:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "run", interrupted)
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+        assert info.value.code == 130
+        assert capsys.readouterr().err == "bastion-balance: interrupted\n"
+
+    def test_default_config_file_is_read(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Without --config, the default config file is used when it exists (and checked)."""
+        config = tmp_path / "config.toml"
+        config.write_text(
+            '[[account]]\nvenue = "kraken"\napi_key = "k"\napi_secret = "c2VjcmV0"\nbogus = 1\n'
+        )
+        config.chmod(0o600)
+        monkeypatch.setattr(cli, "DEFAULT_CONFIG", config)
+        code, _, err = run("--plain")
+        assert code == 2
+        assert "kraken: unknown settings bogus" in err

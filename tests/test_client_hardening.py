@@ -175,3 +175,25 @@ class TestNamedErrorsAndLogs:
         record = next(r for r in caplog.records if "retrying" in r.getMessage())
         assert record.label == "desk-7" and record.venue == "kraken"  # type: ignore[attr-defined]
         assert record.attempt == 1  # type: ignore[attr-defined]
+
+
+class TestOddAnswers:
+    def test_redirect_to_an_unparseable_location(self) -> None:
+        """A 3xx whose Location cannot be parsed is a typed error, never followed."""
+        answer = httpx.Response(302, headers={"Location": "http://[::1"})
+        http = httpx.Client(transport=httpx.MockTransport(lambda r: answer))
+        with bb.BalanceClient(http_client=http, retry=bb.NO_RETRY) as client:
+            with pytest.raises(bb.TransportError, match="Invalid URL in location header"):
+                client.fetch(kraken())
+        http.close()
+
+    def test_async_functions_refuse_a_client_of_the_wrong_kind(self) -> None:
+        """``client=`` of the async functions takes an AsyncBalanceClient or an httpx.AsyncClient."""
+
+        async def main() -> None:
+            http = httpx.Client()
+            with pytest.raises(bb.ConfigurationError, match="AsyncClient"):
+                await bb.afetch_balance(kraken(), client=http)  # type: ignore[arg-type]
+            http.close()
+
+        asyncio.run(main())

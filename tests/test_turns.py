@@ -220,3 +220,46 @@ def test_many_loops_and_threads_exclusive() -> None:
     assert not any(thread.is_alive() for thread in threads)
     assert overlaps == []
     assert not turn.locked()
+
+
+def test_granted_while_giving_up_is_kept() -> None:
+    """A waiter that gives up at the very moment the turn is handed to it owns the turn."""
+    turn = Turn()
+    turn.acquire("a")
+
+    def cancelled() -> bool:
+        turn.release("a")  # the grant lands between the wait's end and the look at the queue
+        return True
+
+    assert turn.acquire("b", timeout=5, cancelled=cancelled) is True
+    assert turn.owned_by("b")
+    turn.release("b")
+    assert not turn.locked()
+
+
+def test_timeout_without_cancel_hook() -> None:
+    """With only a timeout, the wait ends at it and the caller is not queued any more."""
+    turn = Turn()
+    turn.acquire("a")
+    started = time.monotonic()
+    assert turn.acquire("b", timeout=0.05) is False
+    assert time.monotonic() - started >= 0.04
+    turn.release("a")
+    assert not turn.locked()
+
+
+def test_cancel_hook_without_timeout_waits_for_the_grant() -> None:
+    """With a cancel hook and no timeout, the wait polls the hook until the turn is handed over."""
+    turn = Turn()
+    turn.acquire("a")
+    polls: list[int] = []
+
+    def cancelled() -> bool:
+        polls.append(1)
+        if len(polls) == 2:
+            turn.release("a")
+        return False
+
+    assert turn.acquire("b", cancelled=cancelled, poll=0.01) is True
+    assert turn.owned_by("b")
+    assert len(polls) >= 2

@@ -98,3 +98,16 @@ def test_shared_state_keeps_a_margin_past_the_venues_window() -> None:
     assert window_margin(1.0) == 0.25 and window_margin(60.0) == 3.0
     made = SharedState().window_limiter("x", 20, 60.0)
     assert isinstance(made, WindowLimiter) and made.window == 63.0 and made.capacity == 20
+
+
+def test_token_cache_keeps_a_replaced_token() -> None:
+    """Invalidating a token that was already replaced keeps the new one."""
+    from bastion_balance._state import TokenCache
+
+    cache = TokenCache()
+    cache.store("old", 60)
+    cache.store("new", 60)
+    cache.invalidate("old")
+    assert cache.get(0) == "new"
+    cache.invalidate("new")
+    assert cache.get(0) is None

@@ -249,7 +249,7 @@ def _redirect_error(response: httpx.Response, fetch: _Fetch) -> ExchangeAPIError
     location = response.headers.get("location", "")
     try:
         target = response.request.url.join(location).host or "an unknown host"
-    except httpx.InvalidURL:
+    except httpx.InvalidURL:  # pragma: no cover  # httpx itself refuses such a Location first
         target = "an unparseable location"
     msg = (
         f"{fetch.label}: the venue answered HTTP {response.status_code}, a redirect to {target}; "

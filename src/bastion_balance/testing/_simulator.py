@@ -7,7 +7,6 @@ unchanged against it. No network is used.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -152,8 +151,3 @@ class Simulator:
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:  # noqa: ANN401
         """An ``httpx.AsyncClient`` wired to the simulator."""
         return httpx.AsyncClient(transport=self.transport(), **kwargs)
-
-
-def loads_body(request: httpx.Request) -> Any:  # noqa: ANN401
-    """A JSON request body as Python data (simulators only)."""
-    return json.loads(request.content or b"null")
