@@ -118,3 +118,11 @@ class TestConverter:
             "rows": [{"amount": Decimal(2)}],
             "name": "n",
         }
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """``bb.__version__`` is a literal that the build writes into the distribution's metadata."""
+    from importlib.metadata import version
+
+    assert bb.__version__ == version("bastion-balance")
+    assert bb.__version__.count(".") == 2
