@@ -32,6 +32,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -727,6 +728,12 @@ class AsyncBalanceClient:
         _CLOSERS.add(closer)
         closer.add_done_callback(_CLOSERS.discard)
 
+    async def _close_at_shutdown(self) -> None:
+        """Close the pool now, as its event loop shuts down (abandoned requests were cancelled)."""
+        made, self._made_http = self._made_http, None
+        if made is not None:
+            await made.aclose()
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -923,14 +930,56 @@ def _sync_client(client: BalanceClient | httpx.Client | None) -> Iterator[Balanc
         yield made
 
 
+#: One default client per event loop for the async module functions, with the suspended async
+#: generator that closes it: asyncio closes a loop's async generators when it shuts the loop down
+#: (``asyncio.run`` does), and the generator's ``finally`` closes the pool then.
+_LOOP_CLIENTS: Final[
+    weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[AsyncBalanceClient, object]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _closed_with_loop(
+    loop: asyncio.AbstractEventLoop, client: AsyncBalanceClient
+) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with _DEFAULT_LOCK:
+            _LOOP_CLIENTS.pop(loop, None)  # the client refers to its loop: drop both now
+        await client._close_at_shutdown()
+
+
+async def _loop_client() -> AsyncBalanceClient:
+    """The running loop's default client, made on first use and closed when the loop shuts down.
+
+    A bot that calls ``afetch_balance`` every second reuses its connections, TLS context, and
+    the client's slots instead of building a pool per call.
+    """
+    loop = asyncio.get_running_loop()
+    with _DEFAULT_LOCK:
+        found = _LOOP_CLIENTS.get(loop)
+        if found is not None:
+            return found[0]
+        for closed in [other for other in _LOOP_CLIENTS if other.is_closed()]:
+            del _LOOP_CLIENTS[closed]  # closed without shutting down its async generators
+        client = AsyncBalanceClient()
+        closer = _closed_with_loop(loop, client)
+        _LOOP_CLIENTS[loop] = (client, closer)  # the loop's asyncgen hooks see it below
+    await closer.__anext__()  # started: the loop now finalizes it at shutdown
+    return client
+
+
 @contextlib.asynccontextmanager
 async def _async_client(
     client: AsyncBalanceClient | httpx.AsyncClient | None,
 ) -> AsyncIterator[AsyncBalanceClient]:
+    if client is None:
+        yield await _loop_client()
+        return
     if isinstance(client, AsyncBalanceClient):
         yield client
         return
-    if client is not None and not isinstance(client, httpx.AsyncClient):
+    if not isinstance(client, httpx.AsyncClient):
         msg = f"client must be an AsyncBalanceClient or httpx.AsyncClient, got {type(client).__name__}"
         raise ConfigurationError(msg)
     async with AsyncBalanceClient(http_client=client) as made:
@@ -962,7 +1011,12 @@ async def afetch_balance(
     client: AsyncBalanceClient | httpx.AsyncClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Balance:
-    """The async twin of :func:`fetch_balance`."""
+    """The async twin of :func:`fetch_balance`.
+
+    Without ``client``, every call on one event loop shares that loop's default client (its
+    connections, TLS context and slots), closed when the loop shuts down (as ``asyncio.run``
+    does on its way out): a bot polling every second opens no new connection per call.
+    """
     async with _async_client(client) as balance_client:
         return await balance_client.fetch(provider, timeout=timeout)
 
@@ -994,6 +1048,9 @@ async def aaggregate(
     strict: bool = False,
     client: AsyncBalanceClient | httpx.AsyncClient | None = None,
 ) -> Portfolio:
-    """The async twin of :func:`aggregate`: every venue concurrently on this event loop."""
+    """The async twin of :func:`aggregate`: every venue concurrently on this event loop.
+
+    Without ``client`` it uses the loop's default client, as :func:`afetch_balance` does.
+    """
     async with _async_client(client) as balance_client:
         return await balance_client.aggregate(providers, rates=rates, timeout=timeout, strict=strict)
