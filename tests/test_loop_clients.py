@@ -94,17 +94,3 @@ def test_a_loop_closed_without_shutdown_is_forgotten(server: LoopbackServer) -> 
     careless.close()  # without shutdown_asyncgens: its entry stays until the next loop's first call
     asyncio.run(bb.afetch_balance(kraken(server.url)))
     assert careless not in _client._LOOP_CLIENTS
-
-
-def test_benchmark_runs() -> None:
-    """benchmarks/loop_client.py still runs (tiny size; its ratio is not asserted)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_client.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "3"], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ratio" in result.stdout
