@@ -101,8 +101,34 @@ class Wire:
     name: str
 
 
+@attrs.frozen
+class Checked:
+    """A wire class whose constructor refuses a value (an attrs validator)."""
+
+    side: str = attrs.field(validator=attrs.validators.in_(("buy", "sell")))
+
+
+@attrs.frozen
+class Order:
+    checked: Checked
+
+
 class TestConverter:
     """The private cattrs converter's error reporting, through a small wire class."""
+
+    def test_a_refusing_constructor_is_an_unexpected_response(self) -> None:
+        """A class that refuses its fields once structured (cattrs reports no attribute for
+        that) is still an ``UnexpectedResponseError`` at the class's own path."""
+        with pytest.raises(bb.UnexpectedResponseError, match="unexpected shape") as info:
+            structure({"side": "hold"}, Checked, venue="v")
+        assert info.value.venue == "v"
+        assert info.value.field == "$"
+        assert info.value.value == {"side": "hold"}
+        with pytest.raises(bb.UnexpectedResponseError, match="unexpected shape") as nested:
+            structure({"checked": {"side": "hold"}}, Order, venue="v")
+        assert nested.value.field == "$.checked"
+        assert nested.value.value == {"side": "hold"}
+        assert structure({"checked": {"side": "buy"}}, Order, venue="v") == Order(Checked("buy"))
 
     def test_nested_list_path(self) -> None:
         """A bad number inside a list names its index in the path."""

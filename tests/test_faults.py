@@ -504,6 +504,34 @@ class TestFaultScript:
             assert 200 == client.get("/").status_code
         assert [] == echo_server.errors
 
+    def test_trickled_head_of_a_scripted_answer(self, echo_server: LoopbackServer) -> None:
+        """With a body given, the trickled answer is the scripted status, headers and body."""
+        echo_server.script(Fault.trickle_head(0, body=b"odd", status_code=418, headers={"X-Fault": "yes"}))
+
+        with httpx.Client(base_url=echo_server.url) as client:
+            odd = client.get("/")
+            normal = client.get("/after")
+
+        assert (418, "yes", b"odd") == (odd.status_code, odd.headers["x-fault"], odd.content)
+        assert f"GET {echo_server.url}/after " == normal.text
+        first, second = echo_server.requests
+        assert first.connection == second.connection  # the connection stayed usable
+
+    def test_trickled_head_answers_head_without_a_body(self, echo_server: LoopbackServer) -> None:
+        """A HEAD gets the head only: a body written after it would garble the next answer."""
+        echo_server.script(Fault.trickle_head(0))
+
+        with httpx.Client(base_url=echo_server.url) as client:
+            head = client.head("/")
+            after = client.get("/after")
+
+        assert 200 == head.status_code and b"" == head.content
+        assert int(head.headers["content-length"]) > 0  # the handler's answer did have a body
+        assert f"GET {echo_server.url}/after " == after.text
+        assert ["HEAD", "GET"] == [r.method for r in echo_server.requests]
+        first, second = echo_server.requests
+        assert first.connection == second.connection
+
     def test_script_takes_faults(self, echo_server: LoopbackServer) -> None:
         """Anything but a Fault is refused, and nothing is queued."""
         with pytest.raises(TypeError, match="Fault objects"):

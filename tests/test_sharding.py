@@ -117,3 +117,40 @@ def test_concurrent_requests_spread_over_shards(server: LoopbackServer) -> None:
     sync = sharded_sync_transport(5)
     assert len(sync.shards) == 1
     sync.close()
+
+
+def test_a_stream_closed_twice_frees_its_shard_once() -> None:
+    """Closing a response's stream again (a wrapper and httpx both closing it) must not count
+    the shard as less than idle, or it would look least busy and take every request."""
+    seen: list[int] = []
+    transport = ShardedTransport([_Recorder(n, seen) for n in range(2)])
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    response = transport.handle_request(request)
+    assert transport.load.busy() == [1, 0]
+    stream = response.stream
+    assert isinstance(stream, httpx.SyncByteStream)
+    stream.close()
+    stream.close()
+    assert transport.load.busy() == [0, 0]
+    transport.close()
+
+
+def test_an_async_stream_closed_twice_frees_its_shard_once() -> None:
+    class AsyncRecorder(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, stream=httpx.ByteStream(b"{}"))
+
+    async def main() -> list[int]:
+        transport = AsyncShardedTransport([AsyncRecorder(), AsyncRecorder()])
+        response = await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1/"))
+        assert transport.load.busy() == [1, 0]
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        assert [chunk async for chunk in stream] == [b"{}"]
+        await stream.aclose()
+        await stream.aclose()
+        busy = transport.load.busy()
+        await transport.aclose()
+        return busy
+
+    assert asyncio.run(main()) == [0, 0]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import pathlib
+import socket
 import ssl
+import sys
 import threading
 import time
 import traceback
+import types
 import zlib
 from collections.abc import Iterator
 
@@ -32,7 +36,7 @@ from bastion_balance._transport import (
     supported_encodings,
     sync_transport,
 )
-from bastion_balance.exceptions import ResponseTooLargeError, UnexpectedResponseError
+from bastion_balance.exceptions import DeadlineExceededError, ResponseTooLargeError, UnexpectedResponseError
 from bastion_balance.testing._loopback import Fault, LoopbackServer
 
 DEADLINE = 3.0
@@ -566,3 +570,206 @@ def test_read_body_leaves_no_chunk_in_its_frame(server: LoopbackServer, client: 
     text = _locals_text(caught.value)
     assert "frame read_body" in text
     assert SECRET.decode() not in text
+
+
+# -- edges of the decoders and of the deadline backend ------------------------------------
+
+
+@pytest.mark.skipif("br" not in supported_encodings(), reason="no brotli >= 1.2")
+def test_brotli_empty_chunks_trailing_bytes_and_a_first_step_over_the_cap() -> None:
+    import brotli  # type: ignore[import-not-found,unused-ignore]
+
+    blob = brotli.compress(PAYLOAD)
+    decoder = BodyDecoder("br", 1 << 20, venue="kraken", label="k1")
+    decoder.feed(b"")  # an empty read changes nothing
+    decoder.feed(blob)
+    decoder.feed(b"")
+    assert decoder.finish() == PAYLOAD
+
+    after_end = BodyDecoder("br", 1 << 20, venue="kraken", label="k1")
+    after_end.feed(blob)  # the stream is complete here
+    with pytest.raises(UnexpectedResponseError, match=r"^k1: the answer's br data is corrupt or truncated$"):
+        after_end.feed(b"more")
+    assert after_end.decoded_bytes == 0  # what was decoded is dropped with the error
+
+    bomb = brotli.compress(bytes(100_000))
+    assert len(bomb) < 100
+    small = BodyDecoder("br", 100, venue="kraken", label="k1")  # the first step already passes it
+    with pytest.raises(ResponseTooLargeError, match=r"^k1: response body is larger than 100 bytes$"):
+        small.feed(bomb)
+    assert small.decoded_bytes == 0
+
+
+def test_a_brotli_stream_that_stops_making_progress_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decompressor that says it has more output but gives none is corrupt, not a loop."""
+    calls = [0]
+
+    class Error(Exception):
+        pass
+
+    class Stuck:
+        def is_finished(self) -> bool:
+            return False
+
+        def can_accept_more_data(self) -> bool:
+            return False
+
+        def process(self, data: bytes, output_buffer_limit: int) -> bytes:
+            calls[0] += 1
+            if calls[0] > 100:
+                raise AssertionError("the decoder kept asking a stuck decompressor")
+            return b"{" if data else b""
+
+    stuck = types.SimpleNamespace(error=Error, Decompressor=Stuck)
+    monkeypatch.setattr(_transport, "_brotli", lambda: stuck)
+    decoder = BodyDecoder("br", 1 << 20, venue="kraken", label="k1")
+    with pytest.raises(UnexpectedResponseError, match=r"^k1: the answer's br data is corrupt or truncated$"):
+        decoder.feed(b"\x8b\x00\x80")
+    assert calls[0] == 2  # one step with the input, one without: no progress, refused
+    assert decoder.encoding == "br"
+
+
+@pytest.fixture
+def fresh_codec_lookup() -> Iterator[None]:
+    """The brotli / zstandard lookups are cached: forget them before and after the test."""
+    _transport._brotli.cache_clear()
+    _transport._zstandard.cache_clear()
+    yield
+    _transport._brotli.cache_clear()
+    _transport._zstandard.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_codec_lookup")
+def test_codec_modules_that_cannot_bound_their_output_are_not_offered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """brotli older than 1.2 (no output limit), no brotlicffi and no zstandard: only gzip and
+    deflate are offered and decoded; br and zstd answers are refused as unsupported."""
+    old_brotli = types.ModuleType("brotli")
+    old_brotli.Decompressor = type("Decompressor", (), {})  # type: ignore[attr-defined]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "brotli", old_brotli)
+        patch.setitem(sys.modules, "brotlicffi", None)  # None in sys.modules: ImportError
+        patch.setitem(sys.modules, "zstandard", None)
+        assert supported_encodings() == ("gzip", "deflate")
+        assert accept_encoding() == "gzip, deflate"
+        for name in ("br", "zstd"):
+            with pytest.raises(
+                UnexpectedResponseError,
+                match=rf"'{name}' is not supported \(accepted: identity, gzip, deflate\)",
+            ):
+                BodyDecoder(name, 100)
+        _transport._brotli.cache_clear()
+        _transport._zstandard.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_codec_lookup")
+def test_brotlicffi_is_used_when_brotli_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cffi = types.ModuleType("brotlicffi")
+    cffi.Decompressor = type("Decompressor", (), {"can_accept_more_data": lambda self: True})  # type: ignore[attr-defined]
+    cffi.error = ValueError  # type: ignore[attr-defined]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "brotli", None)
+        patch.setitem(sys.modules, "brotlicffi", cffi)
+        assert _transport._brotli() is cffi
+        assert "br" in supported_encodings()
+        assert BodyDecoder("br", 100).encoding == "br"
+        _transport._brotli.cache_clear()
+        _transport._zstandard.cache_clear()
+
+
+def test_the_decoder_counts_raw_and_decoded_bytes() -> None:
+    data = PAYLOAD * 50
+    blob = gzip.compress(data)
+    decoder = BodyDecoder("gzip", 1 << 20)
+    feed_all(decoder, blob, 100)
+    assert decoder.raw_bytes == len(blob)
+    assert decoder.decoded_bytes == len(data)
+    assert decoder.finish() == data
+    with pytest.raises(RuntimeError, match=r"finish\(\) after finish\(\)"):
+        decoder.finish()
+
+
+def test_a_failed_decoder_keeps_its_coding_name_and_refuses_more_work() -> None:
+    decoder = BodyDecoder("gzip", 1 << 20, label="k1")
+    with pytest.raises(UnexpectedResponseError, match="k1: the answer's gzip data is corrupt"):
+        decoder.feed(b"this is not gzip at all")
+    assert decoder.encoding == "gzip"
+    assert decoder.decoded_bytes == 0
+    with pytest.raises(RuntimeError, match=r"feed\(\) after finish\(\) or after an error"):
+        decoder.feed(gzip.compress(PAYLOAD))
+    with pytest.raises(RuntimeError, match=r"finish\(\) after finish\(\) or after an error"):
+        decoder.finish()
+    truncated = BodyDecoder("deflate", 1 << 20, label="k1")
+    truncated.feed(zlib.compress(PAYLOAD)[:-3])
+    with pytest.raises(
+        UnexpectedResponseError, match="k1: the answer's deflate data is corrupt or truncated"
+    ):
+        truncated.finish()
+    assert truncated.encoding == "deflate"
+    with pytest.raises(RuntimeError):
+        truncated.finish()
+
+
+def test_read_body_stops_between_chunks_once_the_deadline_passed(server: LoopbackServer) -> None:
+    """A caller's own httpx client has no deadline backend: the deadline is checked per chunk."""
+    server.script(Fault.body(PAYLOAD))
+    with (
+        httpx.Client() as http,
+        http.stream("GET", server.url + "/0/private/Balance?x=signature") as response,
+    ):
+        with pytest.raises(DeadlineExceededError) as caught:
+            read_body(response, 1 << 20, venue="kraken", label="k1", deadline=time.monotonic() - 1)
+    assert str(caught.value) == "k1: deadline passed while reading the answer (127.0.0.1/0/private/Balance)"
+    assert caught.value.venue == "kraken"
+    with httpx.Client() as http, http.stream("GET", server.url + "/") as response:
+        assert read_body(response, 1 << 20, deadline=time.monotonic() + 60) == PAYLOAD
+
+
+def test_closing_a_stream_without_a_socket_closes_the_inner_stream() -> None:
+    inner = RecordingStream()  # get_extra_info("socket") is not a socket here
+    DeadlineStream(inner).close()
+    assert inner.calls == [("close", 0, None)]
+
+
+def test_a_name_that_does_not_resolve_is_a_connect_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unresolvable(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(_transport.socket, "getaddrinfo", unresolvable)
+    with httpx.Client(transport=sync_transport(limits=httpx.Limits())) as http:
+        with pytest.raises(httpx.ConnectError, match="Name or service not known"):
+            with deadline_scope(time.monotonic() + DEADLINE):
+                http.get("http://venue.invalid/0/public/Time")
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no unix sockets")
+def test_a_unix_socket_connection_is_bounded_too(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "venue.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    accepted: list[bytes] = []
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            accepted.append(head)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    worker = threading.Thread(target=serve_one)
+    worker.start()
+    try:
+        with httpx.Client(transport=sync_transport(limits=httpx.Limits(), uds=path)) as http:
+            with pytest.raises(httpx.ConnectTimeout), deadline_scope(time.monotonic() - 1):
+                http.get("http://venue.local/0/public/Time")  # refused before connecting
+            with deadline_scope(time.monotonic() + DEADLINE):
+                response = http.get("http://venue.local/0/public/Time")
+        assert response.content == b"ok"
+    finally:
+        worker.join(DEADLINE)
+        listener.close()
+    assert len(accepted) == 1 and accepted[0].startswith(b"GET /0/public/Time HTTP/1.1")

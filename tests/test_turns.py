@@ -263,3 +263,33 @@ def test_cancel_hook_without_timeout_waits_for_the_grant() -> None:
     assert turn.acquire("b", cancelled=cancelled, poll=0.01) is True
     assert turn.owned_by("b")
     assert len(polls) >= 2
+
+
+def test_waiter_granted_then_cancelled_before_it_resumed_gives_the_turn_back() -> None:
+    """The grant has settled the waiter's future, then its task is cancelled before it runs
+    again: the turn it was given goes on to the next waiter instead of staying with it."""
+
+    async def main() -> None:
+        turn = Turn()
+        holder, granted_owner, next_owner = object(), object(), object()
+        assert turn.acquire(holder, timeout=0)
+        granted = asyncio.ensure_future(turn.aacquire(granted_owner))
+        following = asyncio.ensure_future(turn.aacquire(next_owner))
+        while len(turn._waiters) < 2:
+            await asyncio.sleep(0)
+        waiter = turn._waiters[0]
+        turn.release(holder)  # the turn is granted_owner's; its future is settled on this loop
+        assert turn.owned_by(granted_owner)
+        while not waiter.future.done():
+            await asyncio.sleep(0)
+        assert not granted.done()  # settled, but the task has not resumed yet
+        granted.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await granted
+        assert waiter.future.done() and not waiter.future.cancelled()  # it had been granted
+        await asyncio.wait_for(following, 5)  # and the grant went on
+        assert turn.owned_by(next_owner)
+        assert turn.release(next_owner)
+        assert not turn.locked()
+
+    asyncio.run(main())

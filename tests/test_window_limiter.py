@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -111,3 +112,18 @@ def test_token_cache_keeps_a_replaced_token() -> None:
     assert cache.get(0) == "new"
     cache.invalidate("new")
     assert cache.get(0) is None
+
+
+def test_fractional_costs_never_overbook_a_window() -> None:
+    """Capacity 3: 0.8 and 2.1 booked at t=0.5 (2.9 in the window), then 3 asked for at t=1.0.
+    0.8 + 2.1 - 0.8 - 2.1 is 4.4e-16, not 0, in floats: the 3 units must still wait for the
+    first two to leave the window (until t=1.5), never go at once on top of them."""
+    clock = Clock()
+    lim = limiter(3, 1.0, clock)
+    clock.now = 0.5
+    assert lim.reserve(0.8, 10) == (True, 0.0)
+    assert lim.reserve(2.1, 10) == (True, 0.0)
+    clock.now = 1.0
+    ok, wait = lim.reserve(3, 10)
+    assert ok
+    assert wait == pytest.approx(0.5)  # it was 0.0, putting 5.9 units in one window of 3

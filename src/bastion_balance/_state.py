@@ -269,6 +269,8 @@ class WindowLimiter(RateLimiter):
                     if used + cost <= self.capacity:
                         when = max(when, at + self.window)
                         break
+                else:  # float rounding left a sliver "used" after every booking (fractional costs):
+                    when = max(when, log[-1][0] + self.window)  # room once the last one has left
             wait = when - now
             if wait > max_wait:
                 return False, wait

@@ -186,21 +186,6 @@ class _Zstd:
         return bool(self._d.eof)
 
 
-class _Spent:
-    """What a failed decoder keeps of its engine: the name only, no buffered bytes."""
-
-    errors: tuple[type[Exception], ...] = ()
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def feed(self, data: bytes, sink: _Sink) -> None:
-        raise RuntimeError(self.name)
-
-    def complete(self) -> bool:
-        return False
-
-
 def _bounded_module(names: Iterable[str], probe: Callable[[ModuleType], bool]) -> ModuleType | None:
     for name in names:
         try:
@@ -288,11 +273,12 @@ class BodyDecoder:
         self._over = False
         self._finished = False
         self._engine = self._pick(content_encoding)
+        self._encoding = "identity" if self._engine is None else self._engine.name
 
     @property
     def encoding(self) -> str:
         """The coding being undone: ``identity``, ``gzip``, ``deflate``, ``br`` or ``zstd``."""
-        return "identity" if self._engine is None else self._engine.name
+        return self._encoding
 
     @property
     def raw_bytes(self) -> int:
@@ -342,9 +328,8 @@ class BodyDecoder:
         )
 
     def _corrupt(self) -> UnexpectedResponseError:
-        name = self._engine.name if self._engine is not None else "identity"
         return UnexpectedResponseError(
-            f"{self._prefix}the answer's {name} data is corrupt or truncated", venue=self._venue
+            f"{self._prefix}the answer's {self._encoding} data is corrupt or truncated", venue=self._venue
         )
 
     def feed(self, chunk: bytes) -> None:
@@ -376,7 +361,7 @@ class BodyDecoder:
     def _failed(self) -> None:
         self._finished = True
         self._out = bytearray()
-        self._engine = None if self._engine is None else _Spent(self._engine.name)
+        self._engine = None  # its buffered bytes go with it; the name stays in ``_encoding``
 
     def finish(self) -> bytes:
         """The decoded body; raises if the compressed stream stopped before its end."""

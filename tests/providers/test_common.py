@@ -50,6 +50,7 @@ class TestRetryAfter:
             ("-3", 0.0),
             ("Tue, 24 Nov 2026 12:00:30 GMT", 30.0),
             ("Tue, 24 Nov 2026 11:59:00 GMT", 0.0),
+            ("Tue, 24 Nov 2026 12:00:30 -0000", 30.0),  # no zone given (RFC 5322 "-0000"): read as UTC
             ("soon", None),
         ],
     )
