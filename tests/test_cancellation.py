@@ -275,3 +275,53 @@ def test_ctrl_c_in_sync_aggregate_returns_at_once(server: LoopbackServer) -> Non
         time.sleep(0.5)  # the abandoned requests' grace
         server.script()
         assert client.fetch(kraken(server.url), timeout=10).total == TOTAL
+
+
+class TestSecondInterrupt:
+    """A second Ctrl-C landing in a fetch's clean-up does not leave the key's turn held."""
+
+    def test_interrupt_in_the_clean_up_still_releases(self) -> None:
+        from bastion_balance._client import _Fetch, _finish
+        from bastion_balance.testing import FakeProvider
+
+        turn = _state.Turn()
+        fetch = _Fetch(FakeProvider(label="a"), time.monotonic() + 10)
+        fetch.turns.append(turn)
+        assert turn.acquire(fetch, timeout=0)
+        calls: list[str] = []
+
+        def interrupted_once() -> None:
+            calls.append("slot")
+            if len(calls) == 1:
+                raise KeyboardInterrupt  # lands in the first step of the clean-up
+
+        with pytest.raises(KeyboardInterrupt):
+            _finish(interrupted_once, lambda: calls.append("flow"), fetch.release_turns)
+        assert calls == ["slot", "slot", "flow"]
+        assert not turn.locked()
+        assert fetch.turns == []
+
+    def test_release_turns_survives_being_interrupted(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from bastion_balance._client import _Fetch, _finish
+        from bastion_balance.testing import FakeProvider
+
+        first, second = _state.Turn("first"), _state.Turn("second")
+        fetch = _Fetch(FakeProvider(label="a"), time.monotonic() + 10)
+        for turn in (first, second):
+            fetch.turns.append(turn)
+            assert turn.acquire(fetch, timeout=0)
+        real = _state.Turn.release
+        hits: list[str] = []
+
+        def release(self: _state.Turn, owner: object = _state.ANONYMOUS) -> bool:
+            done = real(self, owner)
+            hits.append(self.name)
+            if len(hits) == 1:
+                raise KeyboardInterrupt  # after the release, before the list is updated
+            return done
+
+        monkeypatch.setattr(_state.Turn, "release", release)
+        with pytest.raises(KeyboardInterrupt):
+            _finish(fetch.release_turns)
+        assert not first.locked() and not second.locked()
+        assert fetch.turns == []

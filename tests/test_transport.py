@@ -7,6 +7,7 @@ import gzip
 import pathlib
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -736,7 +737,7 @@ def test_a_name_that_does_not_resolve_is_a_connect_error(monkeypatch: pytest.Mon
     def unresolvable(*args: object, **kwargs: object) -> list[object]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(_transport.socket, "getaddrinfo", unresolvable)
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
     with httpx.Client(transport=sync_transport(limits=httpx.Limits())) as http:
         with pytest.raises(httpx.ConnectError, match="Name or service not known"):
             with deadline_scope(time.monotonic() + DEADLINE):
@@ -773,3 +774,19 @@ def test_a_unix_socket_connection_is_bounded_too(tmp_path: pathlib.Path) -> None
         worker.join(DEADLINE)
         listener.close()
     assert len(accepted) == 1 and accepted[0].startswith(b"GET /0/public/Time HTTP/1.1")
+
+
+def test_the_deadline_layer_loads_on_first_use() -> None:
+    """``import bastion_balance`` does not import httpcore; the deadline layer (which needs it)
+    is reached through ``_transport`` by name, and unknown names are refused."""
+    code = (
+        "import sys, httpx\n"
+        "import bastion_balance, bastion_balance._transport as t\n"
+        "print('httpcore' in sys.modules)\n"
+        "t.sharded_sync_transport(2).close()\n"
+        "print('httpcore' in sys.modules, t.DeadlineBackend.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "bastion_balance._deadline_net"]
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        _transport.Nope  # noqa: B018

@@ -158,14 +158,20 @@ class _Fetch:
         return any(turn.owned_by(self) for turn in self.turns)
 
     def release_turns(self) -> None:
-        turns, self.turns = self.turns, []
-        for turn in turns:
-            turn.release(self)
+        """Release every turn taken; safe to run again if interrupted (a turn leaves the list
+        only once it has been released, and releasing twice is a no-op)."""
+        while self.turns:
+            self.turns[-1].release(self)
+            self.turns.pop()
 
     def hand_over(self) -> Callable[[], None]:
-        """Take the turns away from this fetch: the returned call (safe to call twice, from
-        any thread) releases them later."""
-        turns, self.turns = [t for t in self.turns if t.owned_by(self)], []
+        """A call (safe to call twice, from any thread) that releases this fetch's turns later.
+
+        The turns stay on this fetch until the caller has arranged that call (a timer, a done
+        callback) and empties ``turns``: interrupted before that, the fetch's own clean-up
+        releases them at once rather than never.
+        """
+        turns = [t for t in self.turns if t.owned_by(self)]
         done = threading.Lock()
 
         def release() -> None:
@@ -270,11 +276,32 @@ def _not_an_effect(effect: object, provider: BalanceProvider) -> TypeError:
     return TypeError(f"{provider!r} yielded {effect!r}, which is not an effect")
 
 
+def _finish(*steps: Callable[[], object]) -> None:
+    """Run a fetch's clean-up steps to the end even when Ctrl-C lands in one of them.
+
+    A second ``KeyboardInterrupt`` arriving while the first is being handled would otherwise
+    skip the steps after it and leave a credential's turn held for the life of the process.
+    Each step is safe to run again, so an interrupted one is run again; the interrupt is raised
+    once every step has run.
+    """
+    interrupted: KeyboardInterrupt | None = None
+    for step in steps:
+        while True:
+            try:
+                step()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
 def _abandon(fetch: _Fetch, exc: BaseException, grace: float) -> None:
     """A request of ``fetch`` failed with ``exc``: if it may still be at the venue, its turns
     are kept for ``grace`` seconds."""
     if _may_be_at_venue(exc) and fetch.holds_turns():
         _hold(fetch.hand_over(), grace)
+        fetch.turns = []  # the timer releases them now
 
 
 def _hold(release: Callable[[], None], grace: float) -> threading.Timer:
@@ -588,9 +615,7 @@ class BalanceClient:
         except StopIteration as stop:
             return _checked_balance(stop.value, fetch.provider)
         finally:
-            self._give_slot(fetch)
-            flow.close()
-            fetch.release_turns()
+            _finish(lambda: self._give_slot(fetch), flow.close, fetch.release_turns)
 
     def _take_slot(self, fetch: _Fetch) -> None:
         while not self._slots.acquire(timeout=max(0.0, min(fetch.remaining(), _CANCEL_POLL))):
@@ -824,9 +849,7 @@ class AsyncBalanceClient:
         except StopIteration as stop:
             return _checked_balance(stop.value, fetch.provider)
         finally:
-            self._give_slot(fetch)
-            flow.close()
-            fetch.release_turns()
+            _finish(lambda: self._give_slot(fetch), flow.close, fetch.release_turns)
 
     async def _take_slot(self, fetch: _Fetch) -> None:
         await self._semaphore.acquire()
@@ -872,6 +895,7 @@ class AsyncBalanceClient:
                 release()
 
         task.add_done_callback(answered)
+        fetch.turns = []  # the answer or the grace timer releases them now
 
     async def _exchange(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
         _prepare(request, fetch)
