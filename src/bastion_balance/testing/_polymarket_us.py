@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ._simulator import ScriptedVenue, json_response
+from ._simulator import ScriptedVenue, deprecated_alias, json_response
 
 if TYPE_CHECKING:
     from ..providers.polymarket_us import PolymarketUS
@@ -249,23 +249,8 @@ class SimulatedPolymarketUS(ScriptedVenue[int | httpx.Response]):
         with self._lock:
             self._tokens.clear()
 
-    @property
-    def balance_calls(self) -> int:
-        """Deprecated alias of ``calls`` (still works, also for setting)."""
-        return self.calls
-
-    @balance_calls.setter
-    def balance_calls(self, value: int) -> None:
-        self.calls = value
-
-    @property
-    def token_requests(self) -> int:
-        """Deprecated alias of ``token_calls`` (still works, also for setting)."""
-        return self.token_calls
-
-    @token_requests.setter
-    def token_requests(self, value: int) -> None:
-        self.token_calls = value
+    balance_calls = deprecated_alias("calls")
+    token_requests = deprecated_alias("token_calls")
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         """Answer one request for either host."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from ._simulator import ScriptedVenue, json_response
+from ._simulator import ScriptedVenue, deprecated_alias, json_response
 
 if TYPE_CHECKING:
     from ..providers.rails import Rails
@@ -166,23 +166,8 @@ class SimulatedRails(ScriptedVenue[int | httpx.Response]):
         """Deprecated alias of :meth:`expire_tokens` (still works)."""
         self.expire_tokens()
 
-    @property
-    def balance_requests(self) -> int:
-        """Deprecated alias of ``calls`` (still works, also for setting)."""
-        return self.calls
-
-    @balance_requests.setter
-    def balance_requests(self, value: int) -> None:
-        self.calls = value
-
-    @property
-    def token_requests(self) -> int:
-        """Deprecated alias of ``token_calls`` (still works, also for setting)."""
-        return self.token_calls
-
-    @token_requests.setter
-    def token_requests(self, value: int) -> None:
-        self.token_calls = value
+    balance_requests = deprecated_alias("calls")
+    token_requests = deprecated_alias("token_calls")
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         """Answer one call to the token service or the User Account API."""

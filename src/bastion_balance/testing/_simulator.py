@@ -151,3 +151,12 @@ class Simulator:
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:  # noqa: ANN401
         """An ``httpx.AsyncClient`` wired to the simulator."""
         return httpx.AsyncClient(transport=self.transport(), **kwargs)
+
+
+def deprecated_alias(name: str) -> Any:  # noqa: ANN401  # a property of the simulator class
+    """A property that reads and writes attribute ``name``: an old name kept working (no warning)."""
+    return property(
+        lambda self: getattr(self, name),
+        lambda self, value: setattr(self, name, value),
+        doc=f"Deprecated alias of ``{name}`` (still works, also for setting).",
+    )
