@@ -134,7 +134,7 @@ class TestAggregateError:
 
     def test_strict_without_failures_returns(self) -> None:
         """strict=True with nothing failed returns the Portfolio."""
-        portfolio = build_portfolio({}, normalize_rates(None), strict=True, fetched_at=NOW)
+        portfolio = build_portfolio({}, normalize_rates(None).fixed, strict=True, fetched_at=NOW)
         assert portfolio.complete
 
 
@@ -214,7 +214,7 @@ class TestRateKeys:
 
     def test_lower_case_overrides_default(self) -> None:
         """A lower-case key overrides the default of its currency."""
-        assert normalize_rates({"usdt": "0.999"})["USDT"] == Decimal("0.999")
+        assert normalize_rates({"usdt": "0.999"}).table["USDT"] == Decimal("0.999")
 
     @pytest.mark.parametrize("rates", [{"usd": 1, "USD": 2}, {"Eur": 1, "eUR": 1}])
     def test_colliding_keys(self, rates: dict[str, object]) -> None:
@@ -234,7 +234,7 @@ class TestRateKeys:
 class TestEmpty:
     def test_no_results_warns(self) -> None:
         """No accounts: a complete Portfolio with total 0 that says no account was given."""
-        portfolio = build_portfolio({}, normalize_rates(None), strict=False, fetched_at=NOW)
+        portfolio = build_portfolio({}, normalize_rates(None).fixed, strict=False, fetched_at=NOW)
         assert (portfolio.total_usd, portfolio.available_margin_usd) == (0, 0)
         assert portfolio.complete
         assert portfolio.warnings == (NO_ACCOUNTS,) == ("no accounts were given",)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
-from types import MappingProxyType
 from typing import Final, TypeVar
 
-from ._decimal import AmountError, to_decimal
 from ._models import Balance, Portfolio
 from ._protocol import BalanceProvider
+from ._rates import DEFAULT_RATES, Rate, valuation
 from .exceptions import AggregateError, ConfigurationError, MissingRateError
 
 __all__ = [
@@ -23,9 +21,6 @@ __all__ = [
     "normalize_rates",
 ]
 
-DEFAULT_RATES: Final[Mapping[str, Decimal]] = MappingProxyType(
-    {"USD": Decimal(1), "USDT": Decimal(1), "USDC": Decimal(1)}
-)
 
 #: The warning of a Portfolio built from no accounts at all (its total 0 is not a balance of 0).
 NO_ACCOUNTS: Final = "no accounts were given"
@@ -90,60 +85,47 @@ def check_labels(providers: Sequence[P]) -> list[P]:
     return list(providers)
 
 
-def normalize_rates(rates: Mapping[str, object] | None) -> Mapping[str, Decimal]:
-    """Default rates overlaid with the caller's; every rate an exact, positive Decimal.
+#: ``rates=`` checked into fixed rates and a source (see ``_rates.valuation``).
+normalize_rates = valuation
 
-    Keys are upper-cased, as balances carry upper-case currency codes (``"usd"`` is ``USD``);
-    a key that is empty or holds whitespace, and two keys that name one currency, are refused.
-    """
-    table = dict(DEFAULT_RATES)
-    if rates is None:
-        return table
-    if not isinstance(rates, Mapping):
-        msg = f"rates must be a mapping of currency -> Decimal, got {type(rates).__name__}"
-        raise ConfigurationError(msg)
-    given: dict[str, str] = {}  # upper-cased code -> the caller's key
-    for key, value in rates.items():
-        if not isinstance(key, str) or not key or any(ch.isspace() for ch in key):
-            msg = f"rate keys are currency codes such as 'EUR' (no spaces), got {key!r}"
-            raise ConfigurationError(msg)
-        currency = key.upper()
-        if currency in given:
-            msg = (
-                f"rates has both {given[currency]!r} and {key!r}, which name one currency "
-                f"({currency}): keep one of them"
-            )
-            raise ConfigurationError(msg)
-        given[currency] = key
-        try:
-            rate = to_decimal(value)
-        except AmountError as exc:
-            msg = f"rate for {currency} must be a Decimal or decimal string: {exc.reason} ({value!r})"
-            raise ConfigurationError(msg) from exc
-        if rate <= 0:
-            msg = f"rate for {currency} must be positive, got {value!r}"
-            raise ConfigurationError(msg)
-        table[currency] = rate
-    return table
+
+def _missing_rate(
+    label: str, currency: str, venue: str, source: tuple[str, Exception | None] | None
+) -> MissingRateError:
+    """The error of a balance in ``currency`` that has no rate, saying why and what to pass."""
+    hint = f"pass rates={{'{currency}': ...}}"
+    if source is None:
+        why = f"{hint} or a rate source such as rates=bb.KrakenRates()"
+    elif source[1] is not None:
+        why = f"the rate source {source[0]!r} failed: {source[1]}"
+    else:
+        why = f"the rate source {source[0]!r} does not quote {currency}; {hint} instead"
+    error = MissingRateError(f"{label}: no USD rate for {currency}: {why}", currency=currency, venue=venue)
+    if source is not None and source[1] is not None:
+        error.__cause__ = source[1]
+    return error
 
 
 def build_portfolio(
     results: Mapping[str, Balance | Exception],
-    rates: Mapping[str, Decimal],
+    rates: Mapping[str, Rate],
     *,
     strict: bool,
     fetched_at: datetime,
+    source: tuple[str, Exception | None] | None = None,
 ) -> Portfolio:
     """Sort fetch results into balances and errors, and value the balances in USD.
 
     A balance whose currency has no rate stays in ``balances``, is left out of the totals and
-    gets a ``MissingRateError`` under its label. ``strict=True`` raises every error as one
-    :class:`~bastion_balance.AggregateError` (an ``ExceptionGroup``) that carries this Portfolio.
-    No results at all still make a Portfolio (total 0, complete), with a warning saying so.
+    gets a ``MissingRateError`` under its label; ``source`` is the rate source that was asked
+    (its name, and its failure if it failed), so the error says why. ``strict=True`` raises every
+    error as one :class:`~bastion_balance.AggregateError` (an ``ExceptionGroup``) that carries
+    this Portfolio. No results at all still make a Portfolio (total 0, complete), with a warning
+    saying so.
     """
     balances: dict[str, Balance] = {}
     errors: dict[str, Exception] = {}
-    used: dict[str, Decimal] = {}
+    used: dict[str, Rate] = {}
     warnings: list[str] = [] if results else [NO_ACCOUNTS]
     for label, result in results.items():
         if not isinstance(result, Balance):
@@ -153,11 +135,7 @@ def build_portfolio(
         if result.currency in rates:
             used[result.currency] = rates[result.currency]
         else:
-            errors[label] = MissingRateError(
-                f"{label}: no USD rate for {result.currency}; pass rates={{'{result.currency}': ...}}",
-                currency=result.currency,
-                venue=result.exchange,
-            )
+            errors[label] = _missing_rate(label, result.currency, result.exchange, source)
         if result.uncounted:
             warnings.append(
                 f"{label}: the venue's totals leave out {', '.join(result.uncounted)} (see its breakdown)"
@@ -165,7 +143,8 @@ def build_portfolio(
     portfolio = Portfolio(
         balances=balances,
         errors=errors,
-        rates=used,
+        rates={currency: rate.value for currency, rate in used.items()},
+        rate_sources=used,
         warnings=tuple(warnings),
         fetched_at=fetched_at,
     )

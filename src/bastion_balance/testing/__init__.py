@@ -25,6 +25,7 @@ from ._coinswitch import *  # noqa: F403
 from ._demo import demo_setup
 from ._fake import FakeProvider
 from ._kraken import *  # noqa: F403
+from ._kraken_ticker import KRAKEN_TICKER_PRICES, SimulatedKrakenTicker
 from ._loopback import Fault, LoopbackServer, RecordedRequest
 from ._polymarket_retail import *  # noqa: F403
 from ._polymarket_us import *  # noqa: F403
@@ -39,11 +40,13 @@ def _module_all(simulator: str) -> list[str]:
 
 
 __all__ = [
+    "KRAKEN_TICKER_PRICES",
     "FakeProvider",
     "Fault",
     "LoopbackServer",
     "RecordedRequest",
     "ScriptedVenue",
+    "SimulatedKrakenTicker",
     "SimulatedVenue",
     "Simulator",
     "demo_setup",

@@ -107,7 +107,11 @@ class ScriptedVenue(Generic[AnswerT]):
 
 
 class Simulator:
-    """Routes each request to the simulated venue that owns its host.
+    """Routes each request to the simulated venue that owns its host (and path).
+
+    A venue with a ``paths`` attribute (a tuple of URL paths) answers only those paths of its
+    hosts, beside the venue that owns the rest of the host: Kraken's public ticker and its
+    private TradeBalance share ``api.kraken.com``.
 
     >>> sim = Simulator(SimulatedKraken())                       # doctest: +SKIP
     >>> client = BalanceClient(http_client=sim.client())          # doctest: +SKIP
@@ -115,26 +119,31 @@ class Simulator:
 
     def __init__(self, *venues: SimulatedVenue) -> None:
         self._by_host: dict[str, SimulatedVenue] = {}
+        self._by_path: dict[tuple[str, str], SimulatedVenue] = {}
         self._lock = threading.Lock()
         self.requests: list[httpx.Request] = []
         for venue in venues:
             self.add(venue)
 
     def add(self, venue: SimulatedVenue) -> None:
-        """Serve ``venue`` on each of its hosts (replacing an earlier one)."""
+        """Serve ``venue`` on each of its hosts, or only its ``paths`` there (replacing an earlier one)."""
+        paths: tuple[str, ...] = getattr(venue, "paths", ())
         for host in venue.hosts:
-            self._by_host[host] = venue
+            if paths:
+                self._by_path.update(dict.fromkeys(((host, path) for path in paths), venue))
+            else:
+                self._by_host[host] = venue
 
     @property
     def venues(self) -> Iterable[SimulatedVenue]:
         """The distinct simulated venues."""
-        return list(dict.fromkeys(self._by_host.values()))
+        return list(dict.fromkeys([*self._by_host.values(), *self._by_path.values()]))
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request``; an unknown host fails like an unreachable one."""
         with self._lock:
             self.requests.append(request)
-        venue = self._by_host.get(request.url.host)
+        venue = self._by_path.get((request.url.host, request.url.path)) or self._by_host.get(request.url.host)
         if venue is None:
             msg = f"simulator: no venue at {request.url.host}"
             raise httpx.ConnectError(msg, request=request)
