@@ -19,7 +19,7 @@ import pytest
 
 import bastion_balance as bb
 
-__all__ = ["MODES", "Handler", "aggregate", "fetch", "fetch_error"]
+__all__ = ["MODES", "FakeClock", "Handler", "aggregate", "fetch", "fetch_error"]
 
 MODES: Final = ("sync", "async")
 
@@ -64,17 +64,18 @@ def aggregate(
     *,
     timeout: float | None = None,
     strict: bool = False,
+    rates: Any = None,  # noqa: ANN401  # a mapping, a rate source, or anything to be refused
     **settings: Any,  # noqa: ANN401
 ) -> bb.Portfolio:
     """The portfolio of ``providers`` through the ``mode`` client."""
     kwargs = _settings(mode, handler, settings)
     if mode == "sync":
         with bb.BalanceClient(**kwargs) as client:
-            return client.aggregate(providers, timeout=timeout, strict=strict)
+            return client.aggregate(providers, timeout=timeout, strict=strict, rates=rates)
 
     async def run() -> bb.Portfolio:
         async with bb.AsyncBalanceClient(**kwargs) as client:
-            return await client.aggregate(providers, timeout=timeout, strict=strict)
+            return await client.aggregate(providers, timeout=timeout, strict=strict, rates=rates)
 
     return asyncio.run(run())
 
@@ -91,3 +92,20 @@ def fetch_error(
     with pytest.raises(expected) as info:
         fetch(mode, provider, handler, **kwargs)
     return info.value
+
+
+class FakeClock:
+    """Seconds that pass only when slept (or moved by the test): a clock and its sleeps."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)

@@ -8,7 +8,8 @@ timestamp.
 Each retry is logged at INFO by the ``bastion_balance`` logger, with the account's label and
 venue, the attempt that failed, the wait and the time since the fetch began both in the message
 and as record attributes (``label``, ``venue``, ``attempt``, ``wait_s``, ``elapsed_s``,
-``error``), so the logs of a thousand accounts can be filtered by account.
+``error``), so the logs of a thousand accounts can be filtered by account; an ``on_retry``
+callback is told the same (a watch's hook, ``bb.watch``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Final, TypedDict
+from typing import Any, Final, TypeAlias, TypedDict
 
 import attrs
 import tenacity
@@ -33,6 +34,10 @@ logger = logging.getLogger("bastion_balance")
 def is_transient(exc: BaseException) -> bool:
     """True for failures that trying again may cure (transport, 5xx, 429, busy codes)."""
     return isinstance(exc, BastionBalanceError) and exc.transient
+
+
+#: ``on_retry(attempt, wait, error)``: told of each retry (see :meth:`RetryPolicy.kwargs`).
+RetryHook: TypeAlias = Callable[[int, float, BaseException | None], None]
 
 
 class RetryKWs(TypedDict):
@@ -145,11 +150,14 @@ class RetryPolicy:
         label: str | None = None,
         venue: str | None = None,
         started: float | None = None,
+        on_retry: RetryHook | None = None,
     ) -> RetryKWs:
         """tenacity arguments for one fetch whose deadline is ``deadline`` (monotonic s).
 
         ``label`` and ``venue`` name the account in the retry log; ``started`` is the fetch's
-        start on the ``monotonic`` clock, for the log's ``elapsed_s``.
+        start on the ``monotonic`` clock, for the log's ``elapsed_s``. ``on_retry(attempt, wait,
+        error)`` is called after each retry is logged: the attempt that failed, the seconds
+        about to be waited, and the failure.
         """
         where = _where(label, venue)
 
@@ -185,6 +193,8 @@ class RetryPolicy:
                     elapsed,
                     extra=fields,
                 )
+            if on_retry is not None:
+                on_retry(state.attempt_number, wait, exc)
 
         return {
             "retry": tenacity.retry_if_exception(is_transient),
@@ -206,10 +216,12 @@ def retrying(
     label: str | None = None,
     venue: str | None = None,
     started: float | None = None,
+    on_retry: RetryHook | None = None,
     **extra: Any,  # noqa: ANN401
 ) -> tenacity.Retrying:
-    """A sync retrying loop for one fetch (``label``, ``venue``, ``started``: see ``kwargs``)."""
-    return tenacity.Retrying(**policy.kwargs(deadline, label=label, venue=venue, started=started), **extra)
+    """A sync retrying loop for one fetch (``label``, ``venue``, ``started``, ``on_retry``: ``kwargs``)."""
+    kwargs = policy.kwargs(deadline, label=label, venue=venue, started=started, on_retry=on_retry)
+    return tenacity.Retrying(**kwargs, **extra)
 
 
 def async_retrying(
@@ -219,9 +231,9 @@ def async_retrying(
     label: str | None = None,
     venue: str | None = None,
     started: float | None = None,
+    on_retry: RetryHook | None = None,
     **extra: Any,  # noqa: ANN401
 ) -> tenacity.AsyncRetrying:
-    """An async retrying loop for one fetch (``label``, ``venue``, ``started``: see ``kwargs``)."""
-    return tenacity.AsyncRetrying(
-        **policy.kwargs(deadline, label=label, venue=venue, started=started), **extra
-    )
+    """An async retrying loop for one fetch (``label``, ``venue``, ``started``, ``on_retry``: ``kwargs``)."""
+    kwargs = policy.kwargs(deadline, label=label, venue=venue, started=started, on_retry=on_retry)
+    return tenacity.AsyncRetrying(**kwargs, **extra)

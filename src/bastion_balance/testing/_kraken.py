@@ -4,6 +4,10 @@ Verification is written from Kraken's documentation, independently of the librar
 unknown key -> ``EAPI:Invalid key``; signature mismatch -> ``EAPI:Invalid signature``; a nonce
 not larger than the last accepted one for the key -> ``EAPI:Invalid nonce``. It answers with
 the documented TradeBalance example (seed 001).
+
+With ``tier=`` it also keeps Kraken's REST call counter per key, as Kraken documents it: +1 per
+call, decaying by the tier's rate every second, ``EAPI:Rate limit exceeded`` for a call that
+would take it above the tier's maximum (such a call is refused and not counted).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -49,6 +54,13 @@ KRAKEN_DOCUMENTED_RESULT: Final[Mapping[str, str]] = {
 
 _PATH: Final = "/0/private/TradeBalance"
 
+#: Kraken's published call counter per verification tier: (maximum, decay per second).
+_COUNTER_TIERS: Final[Mapping[str, tuple[float, float]]] = {
+    "starter": (15, 0.33),
+    "intermediate": (20, 0.5),
+    "pro": (20, 1.0),
+}
+
 
 def _expected_sign(secret_b64: str, nonce: str, body: bytes) -> bytes:
     message = _PATH.encode() + hashlib.sha256(nonce.encode() + body).digest()
@@ -62,6 +74,11 @@ class SimulatedKraken(ScriptedVenue[str | int]):
     order; ``calls`` counts every call. ``fail_next(...)`` queues answers to give instead of the
     next ones: an error string (sent in Kraken's ``error`` array with HTTP 200) or an HTTP status
     code (an HTML page with that status).
+
+    ``tier`` (``"starter"``, ``"intermediate"`` or ``"pro"``; default none) turns on the call
+    counter of each key, on ``clock`` (seconds; tests inject their own to speed time up):
+    :meth:`counter` reads it, ``counter_peak`` is the highest it reached and ``rate_limited``
+    counts the calls refused with ``EAPI:Rate limit exceeded``.
     """
 
     def __init__(
@@ -70,12 +87,47 @@ class SimulatedKraken(ScriptedVenue[str | int]):
         keys: Mapping[str, str] | None = None,
         result: Mapping[str, Any] | None = None,
         host: str = "api.kraken.com",
+        tier: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__((host,))
         self.keys = dict(keys) if keys is not None else {KRAKEN_TEST_KEY: KRAKEN_TEST_SECRET}
         self.result = dict(result) if result is not None else dict(KRAKEN_DOCUMENTED_RESULT)
         self._last: dict[str, int] = {}
         self.nonces: list[int] = []
+        if tier is not None and tier not in _COUNTER_TIERS:
+            msg = f"tier must be one of {', '.join(_COUNTER_TIERS)} or None, got {tier!r}"
+            raise ValueError(msg)
+        self._tier = None if tier is None else _COUNTER_TIERS[tier]
+        self._clock = clock
+        self._counters: dict[str, tuple[float, float]] = {}  # key -> (level, when)
+        self.counter_peak = 0.0
+        self.rate_limited = 0
+
+    def counter(self, key: str = KRAKEN_TEST_KEY) -> float:
+        """The call counter of ``key`` now (0 without a tier, or before its first call)."""
+        with self._lock:
+            return self._decayed(key, self._clock())
+
+    def _decayed(self, key: str, now: float) -> float:
+        if self._tier is None or key not in self._counters:
+            return 0.0
+        level, when = self._counters[key]
+        return max(0.0, level - (now - when) * self._tier[1])
+
+    def _count(self, key: str) -> bool:
+        """Count one call of ``key``: False (not counted) when it would pass the maximum."""
+        if self._tier is None:
+            return True
+        now = self._clock()
+        level = self._decayed(key, now)
+        if level + 1 > self._tier[0]:
+            self._counters[key] = (level, now)
+            self.rate_limited += 1
+            return False
+        self._counters[key] = (level + 1, now)
+        self.counter_peak = max(self.counter_peak, level + 1)
+        return True
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         """Verify and answer one TradeBalance call."""
@@ -92,6 +144,8 @@ class SimulatedKraken(ScriptedVenue[str | int]):
         secret = self.keys.get(key)
         if secret is None:
             return _error("EAPI:Invalid key")
+        if not self._count(key):
+            return _error("EAPI:Rate limit exceeded")
         body = request.content
         params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         nonce_text = params.get("nonce", "")
