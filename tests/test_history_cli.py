@@ -116,11 +116,24 @@ class TestHistory:
         assert "equity (flow-adjusted, USD)" in out and "|#" in out
 
     def test_rich_prints_figures_whole(self, recorded: str) -> None:
+        """On a terminal: rich tables, figures never cut."""
         pytest.importorskip("rich")
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        out = Terminal()
+        code = cli.run(["history", "--url", recorded], environ={}, out=out, err=io.StringIO())
+        assert code == 0
+        assert f"{plus(BIG, 15900):,f}" in out.getvalue() and "…" not in out.getvalue()
+        assert "█" in out.getvalue() and "max drawdown" in out.getvalue()
+
+    def test_not_a_terminal_is_plain(self, recorded: str) -> None:
+        """Piped (not a terminal), the history is plain text even without --plain."""
         code, out, _ = run("history", "--url", recorded)
         assert code == 0
-        assert f"{plus(BIG, 15900):,f}" in out and "…" not in out
-        assert "█" in out and "max drawdown" in out
+        assert "█" not in out and "|#" in out and f"{plus(BIG, 15900):,f}" in out
 
     def test_json_is_the_api(self, recorded: str) -> None:
         code, out, _ = run(

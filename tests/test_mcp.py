@@ -31,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 import bastion_balance as bb
 from bastion_balance import _mcp, cli
 from bastion_balance.testing import (
+    KRAKEN_DOCUMENTED_RESULT,
     KRAKEN_TEST_KEY,
     KRAKEN_TEST_SECRET,
     FakeProvider,
@@ -120,6 +121,20 @@ async def test_balance_text_is_dumps_of_to_bastion_with_every_digit(mode: str) -
     # Structured content: the same object, each figure the exact string of its digits.
     assert result.structured_content == digits(expected)
     assert result.structured_content["exchanges"]["huge"]["total"] == str(HUGE)
+
+
+@pytest.mark.anyio
+async def test_tiny_figures_are_spelled_alike_in_text_and_structured_content() -> None:
+    """A zero of eight places is 0.00000000 in both contents (str() would say 0E-8)."""
+    tiny = FakeProvider(label="tiny", total=Decimal("0E-8"), available=Decimal("1E-9"))
+    sim, providers = demo(tiny)
+    server = _mcp.create_server(providers, http_client=sim.async_client)
+    async with Client(server, mode="auto", raise_exceptions=True) as client:
+        result = await client.call_tool("bastion_get_balance", {})
+    text = result.content[0].text  # type: ignore[union-attr]
+    row = result.structured_content["exchanges"]["tiny"]
+    assert row == {"total": "0.00000000", "available": "0.000000001"}
+    assert '"tiny": {"total": 0.00000000, "available": 0.000000001}' in text
 
 
 @pytest.mark.anyio
@@ -915,3 +930,33 @@ def test_history_option_opens_the_history_for_the_server(
     code, _, err = run_main("--demo", "--history", str(path))
     assert code == 2
     assert "pip install 'bastion-balance[history]'" in err
+
+
+def test_the_configs_rates_are_the_servers(tmp_path: Path) -> None:
+    """A config's [rates] values the balances as the command line does: fixed rates, or a source."""
+    import argparse
+
+    config = tmp_path / "config.toml"
+    account = f'[[account]]\nvenue = "kraken"\napi_key = "{KRAKEN_TEST_KEY}"\napi_secret_env = "S"\nasset = "ZEUR"\n'
+    config.write_text(account + '[rates]\nEUR = "1.1"\n')
+    config.chmod(0o600)
+    args = argparse.Namespace(config=config)
+    err = io.StringIO()
+    providers, rates = _mcp._accounts(args, {"S": KRAKEN_TEST_SECRET}, err)
+    assert [p.currency for p in providers] == ["EUR"]
+    assert rates == {"EUR": "1.1"}
+    config.write_text(account + '[rates]\nsource = "kraken"\n')
+    _, live = _mcp._accounts(args, {"S": KRAKEN_TEST_SECRET}, err)
+    assert isinstance(live, bb.KrakenRates)
+
+
+@pytest.mark.anyio
+async def test_a_eur_account_is_valued_through_the_servers_rates() -> None:
+    """create_server(rates=...): bastion_get_balance counts the EUR account at that rate."""
+    sim, _ = demo_setup()
+    kraken = bb.Kraken(api_key=KRAKEN_TEST_KEY, api_secret=KRAKEN_TEST_SECRET, asset="ZEUR")
+    server = _mcp.create_server([kraken], http_client=sim.async_client, rates={"EUR": "1.1"})
+    async with Client(server, mode="auto", raise_exceptions=True) as client:
+        result = await client.call_tool("bastion_get_balance", {})
+    answer = exact_loads(result.content[0].text)  # type: ignore[union-attr]
+    assert answer["total_usd"] == Decimal(KRAKEN_DOCUMENTED_RESULT["e"]) * Decimal("1.1")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, Final, TextIO
 
 from ._decimal import AmountError, to_decimal
 from ._models import Portfolio, dumps
@@ -30,32 +29,6 @@ CHART_HEIGHT: Final = 8
 _RELATIVE: Final = re.compile(r"(\d+)([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _EXTRA: Final = "the history extra is not installed: pip install 'bastion-balance[history]'"
-
-
-class _Exit(Exception):  # control flow out of argparse, not an error
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse writing to the injected streams and returning instead of exiting."""
-
-    out: TextIO
-    err: TextIO
-
-    def _print_message(self, message: str, file: Any = None) -> None:  # noqa: ANN401  # argparse's signature
-        # argparse names sys.stdout for help and sys.stderr (or our err) for errors
-        (self.out if file is None or file is sys.stdout else self.err).write(message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            self.err.write(message)
-        raise _Exit(status)
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(self.err)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -131,13 +104,16 @@ def record(
     return EXIT_OK
 
 
-def _parser(out: TextIO, err: TextIO) -> _Parser:
+def _parser(out: TextIO, err: TextIO) -> argparse.ArgumentParser:
+    from .cli import _Parser  # noqa: PLC0415  # the command line's parser (cli loads this module lazily)
+
     parser = _Parser(
+        out=out,
+        err=err,
         prog="bastion-balance history",
         description="Recorded snapshots, flow-adjusted drawdown and a chart of equity over time.",
-        epilog="Exit codes: 0 shown, 2 usage or configuration error or nothing recorded yet.",
+        epilog=lambda: "Exit codes: 0 shown, 2 usage or configuration error or nothing recorded yet.",
     )
-    parser.out, parser.err = out, err
     parser.add_argument("--since", help="7d, 12h, 30m, 2024-05-01 or an ISO datetime (default: all)")
     parser.add_argument("--until", help="the same forms; only for the snapshots listed")
     parser.add_argument("--baseline", help="starting capital in USD (default: the first complete snapshot)")
@@ -151,6 +127,8 @@ def _parser(out: TextIO, err: TextIO) -> _Parser:
 
 def main(argv: Sequence[str], *, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
     """The ``history`` subcommand."""
+    from .cli import _Exit  # noqa: PLC0415
+
     try:
         args = _parser(out, err).parse_args(list(argv))
     except _Exit as stop:
@@ -203,7 +181,7 @@ def _show(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err
     from .cli import _rich_available  # noqa: PLC0415  # cli imports this module lazily
 
     shown = snapshots if args.limit == 0 else snapshots[-args.limit :]
-    if not args.plain and _rich_available():
+    if not args.plain and out.isatty() and _rich_available():  # not a terminal: plain, every digit
         _render_rich(shown, len(snapshots), flows, drawdown, out)
     else:
         _render_plain(shown, len(snapshots), flows, drawdown, out)

@@ -53,14 +53,15 @@ else:
 
 from ._client import AsyncBalanceClient
 from ._logging import redact
-from ._models import Portfolio, dumps
+from ._models import Portfolio, decimal_text, dumps
 from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._version import __version__
-from .cli import DEFAULT_CONFIG, accounts_from_env, accounts_from_toml, build_providers
+from .cli import DEFAULT_CONFIG, accounts_from_env, build_providers, config_rates, read_config
 from .exceptions import ConfigurationError, HistoryError
 
 if TYPE_CHECKING:
     from ._history import History
+    from ._rates import Rates
 
 __all__ = [
     "TOOL_BALANCE",
@@ -273,7 +274,7 @@ def _exact_strings(value: Any) -> Any:  # noqa: ANN401  # plain data: to_bastion
     """``value`` with every Decimal written as the string ``dumps`` writes for it."""
     if isinstance(value, dict):
         return {key: _exact_strings(item) for key, item in value.items()}
-    return str(value) if isinstance(value, Decimal) else value
+    return decimal_text(value) if isinstance(value, Decimal) else value
 
 
 def _secrets_of(provider: Any) -> list[str]:  # noqa: ANN401  # any BalanceProvider
@@ -293,10 +294,12 @@ class BalanceService:
         *,
         timeout: float,
         history: History | None = None,
+        rates: Rates | None = None,
     ) -> None:
         self._accounts = {provider.label: _Account(provider) for provider in providers}
         self._client = client
         self._timeout = timeout
+        self._rates = rates
         self.history = history
 
     @property
@@ -333,7 +336,7 @@ class BalanceService:
         _check_arguments(TOOL_BALANCE, arguments, {"exchanges"})
         labels = self._selected(arguments.get("exchanges"))
         providers = [self._accounts[label].provider for label in labels]
-        portfolio = await self._client.aggregate(providers, timeout=self._timeout)
+        portfolio = await self._client.aggregate(providers, rates=self._rates, timeout=self._timeout)
         failures = self._record(labels, portfolio)
         bastion = portfolio.to_bastion()
         content: list[types.ContentBlock] = [_text(dumps(bastion))]
@@ -443,13 +446,15 @@ def create_server(
     timeout: float = DEFAULT_TIMEOUT,
     retry: RetryPolicy = DEFAULT_RETRY,
     history: Callable[[], History] | None = None,
+    rates: Rates | None = None,
 ) -> Server[BalanceService]:
     """An MCP server over ``providers``: the tools, and one ``AsyncBalanceClient`` for its life.
 
     ``http_client`` makes the ``httpx.AsyncClient`` the balance client sends through (the
     simulator's, for ``--demo``); it is closed with the server. ``timeout`` is each call's deadline.
     ``history`` opens the balance history behind ``bastion_get_drawdown`` (closed with the server);
-    without it the tool is not listed.
+    without it the tool is not listed. ``rates`` values the balances, as ``aggregate``'s (the
+    config file's ``[rates]``: fixed rates, or ``source = "kraken"``).
     """
 
     @asynccontextmanager
@@ -459,7 +464,7 @@ def create_server(
             client = AsyncBalanceClient(http_client=http, retry=retry, timeout=timeout)
             await stack.enter_async_context(client)
             opened = stack.enter_context(history()) if history is not None else None
-            yield BalanceService(providers, client, timeout=timeout, history=opened)
+            yield BalanceService(providers, client, timeout=timeout, history=opened, rates=rates)
 
     return Server(
         "bastion-balance",
@@ -660,12 +665,21 @@ def _http_settings(args: argparse.Namespace, environ: Mapping[str, str], err: Te
     return token
 
 
-def _accounts(args: argparse.Namespace, environ: Mapping[str, str], err: TextIO) -> list[Any]:
-    """The providers the command line would fetch: from ``--config`` (or the default file) or variables."""
+def _accounts(
+    args: argparse.Namespace, environ: Mapping[str, str], err: TextIO
+) -> tuple[list[Any], Rates | None]:
+    """The providers the command line would fetch, from ``--config`` (or the default file) or
+    variables, and the config's ``[rates]`` as ``rates=`` (fixed rates, or a live source)."""
     config = args.config
     if config is None and DEFAULT_CONFIG.expanduser().exists():
         config = DEFAULT_CONFIG.expanduser()
-    accounts = accounts_from_toml(config, environ, err) if config else accounts_from_env(environ)
+    rates: Rates | None = None
+    if config:
+        read = read_config(config, environ, err)
+        accounts = read.accounts
+        rates = config_rates(read)
+    else:
+        accounts = accounts_from_env(environ, err)
     if not accounts:
         msg = (
             "no accounts configured: set BASTION_<VENUE>_<FIELD> variables (e.g. BASTION_KRAKEN_API_KEY "
@@ -678,7 +692,7 @@ def _accounts(args: argparse.Namespace, environ: Mapping[str, str], err: TextIO)
     if twice:
         msg = f"two accounts are labelled {', '.join(twice)}: give each account its own label"
         raise ConfigurationError(msg)
-    return providers
+    return providers, rates
 
 
 def _setup(
@@ -695,16 +709,18 @@ def _setup(
         from .testing import demo_setup  # noqa: PLC0415  # loads every simulator
 
         simulator, providers = demo_setup()
+        rates: Rates | None = None
         factory: Callable[[], httpx.AsyncClient] | None = simulator.async_client
         print(
             "demo: simulated venues (signatures verified as each venue does); no keys, no network", file=err
         )
     else:
-        providers, factory = _accounts(args, environ, err), None
+        (providers, rates), factory = _accounts(args, environ, err), None
     labels = ", ".join(provider.label for provider in providers)
     print(f"bastion-balance mcp: {len(providers)} accounts ({labels}) over {args.transport}", file=err)
     history = _history(args.history)
-    return create_server(providers, http_client=factory, timeout=args.timeout, history=history), token
+    server = create_server(providers, http_client=factory, timeout=args.timeout, history=history, rates=rates)
+    return server, token
 
 
 def _history(url: str | None) -> Callable[[], History] | None:

@@ -1,0 +1,5 @@
+"""``python -m bastion_balance``: the ``bastion-balance`` command."""
+
+from .cli import main
+
+main()
