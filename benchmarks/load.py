@@ -279,7 +279,8 @@ class Recorder:
 
 
 def simulators(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Every venue's simulator on the loopback host, with every worker's keys registered."""
+    """Every venue's simulator on the loopback host, with every worker's keys registered (Polymarket
+    US: the first workers, one per public key given)."""
     creds = [Credentials(i, "") for i in range(config["workers"])]
     pems: Sequence[str] = config["polymarket_us_public_pems"]
     retail = [c.polymarket_retail for c in creds]
@@ -288,7 +289,7 @@ def simulators(config: Mapping[str, Any]) -> dict[str, Any]:
         "kraken": SimulatedKraken(keys=dict(c.kraken for c in creds), host=LOOPBACK),
         "coinswitch": SimulatedCoinSwitch(keys=[c.coinswitch[0] for c in creds], host=LOOPBACK),
         "polymarket_us": SimulatedPolymarketUS(
-            clients={p[0]: pem for p, pem in zip(pmus, pems, strict=True)},
+            clients={p[0]: pem for p, pem in zip(pmus[: len(pems)], pems, strict=True)},
             participants={p[2]: (p[3],) for p in pmus},
             host=LOOPBACK,
         ),
@@ -320,13 +321,25 @@ def serve() -> None:
 
 
 class VenueProcess:
-    """The venues in a child process, so the client's fds, threads and RSS are its own."""
+    """The venues in a child process, so the client's fds, threads and RSS are its own.
 
-    def __init__(self, creds: Sequence[Credentials], *, latency: float, delayed_requests: int) -> None:
+    ``workers`` (default: one per credential set) registers the keys of more workers than
+    ``creds`` holds: ``Credentials(i, "")`` for the others, without a Polymarket US key, so many
+    accounts at the other venues cost no RSA key generation (benchmarks/suite.py).
+    """
+
+    def __init__(
+        self,
+        creds: Sequence[Credentials],
+        *,
+        latency: float,
+        delayed_requests: int,
+        workers: int | None = None,
+    ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bastion-load-")
         self._out = Path(self._dir.name) / "arrivals.json"
         self._config = {
-            "workers": len(creds),
+            "workers": len(creds) if workers is None else max(workers, len(creds)),
             "polymarket_us_public_pems": [c.polymarket_us_public_pem for c in creds],
             "latency": latency,
             "delayed_requests": delayed_requests,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import re
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bastion_balance as bb
-from bastion_balance._decimal import exact_mul, exact_sum, loads, parse_amount, to_decimal
+from bastion_balance._decimal import AmountError, exact_mul, exact_sum, loads, parse_amount, to_decimal
 
 # Decimal strings in the accepted plain form: sign, digits, optional fraction, optional exponent.
 digits = st.text("0123456789", min_size=1, max_size=30)
@@ -153,3 +154,52 @@ class TestExactSums:
             exact_sum([Decimal("1e900"), Decimal("1e-900")])
         with pytest.raises(decimal.Inexact):
             exact_mul(Decimal("1." + "1" * 600), Decimal("1." + "1" * 600))
+
+
+def _reference(value: object) -> Decimal | None:
+    """The money rules written out plainly (no fast path, no cache): the Decimal, or None if refused."""
+    if isinstance(value, str):
+        if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?", value):
+            return None
+        value = Decimal(value)
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return None
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    significant = "".join(map(str, digits)).strip("0")
+    scale = value.adjusted() if significant else exponent
+    if len(significant) > 100 or not -100 <= scale <= 100:
+        return None
+    return value
+
+
+_PLAINISH = st.from_regex(r"\A[+-]?([0-9]{0,120}(\.[0-9]{0,120})?|\.[0-9]{1,120})([eE][+-]?[0-9]{1,4})?\Z")
+
+
+class TestFastPaths:
+    """The cached plain-string path and the short-Decimal path give exactly what the rules give."""
+
+    @given(st.one_of(_PLAINISH, st.decimals(allow_nan=True, allow_infinity=True), st.text(max_size=12)))
+    def test_same_as_the_rules(self, value: str | Decimal) -> None:
+        expected = _reference(value)
+        for _ in range(2):  # the second call may come from the cache
+            if expected is None:
+                with pytest.raises(AmountError):
+                    to_decimal(value)
+            else:
+                got = to_decimal(value)
+                assert got.as_tuple() == expected.as_tuple()  # same digits and exponent: 1.0 is not 1.00
+
+    def test_equal_values_keep_their_own_digits(self) -> None:
+        """The cache is keyed by the text: "1.0" and "1.00" stay distinct Decimals."""
+        assert str(to_decimal("1.0")) == "1.0"
+        assert str(to_decimal("1.00")) == "1.00"
+        assert str(to_decimal("1.0")) == "1.0"
+
+    def test_a_str_subclass_takes_the_full_checks(self) -> None:
+        class Text(str):
+            __slots__ = ()
+
+        assert to_decimal(Text("12.5")) == Decimal("12.5")
+        with pytest.raises(AmountError):
+            to_decimal(Text("1_0"))

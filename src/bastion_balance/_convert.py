@@ -28,7 +28,7 @@ def _amount(value: object, _type: object) -> Decimal:
 
 
 def _optional_amount(value: object, _type: object) -> Decimal | None:
-    if value is None or value == "":
+    if value is None or (value.__class__ is str and not value):  # a Decimal is never compared to ""
         return None
     return to_decimal(value)
 

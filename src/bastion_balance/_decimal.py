@@ -13,6 +13,7 @@ no single reading. Floats and booleans are never money.
 from __future__ import annotations
 
 import decimal
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -24,6 +25,10 @@ from .exceptions import UnexpectedResponseError
 __all__ = ["SUM_PRECISION", "exact_context", "exact_sum", "loads", "parse_amount"]
 
 _NUMBER: Final = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
+#: The common case of ``_NUMBER``: no exponent. Such a string of at most MAX_DIGITS characters is
+#: within every limit by its length alone (at most 100 digits; an adjusted exponent, or a zero's
+#: exponent, between -99 and 99), so it needs no range check.
+_PLAIN: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 MAX_DIGITS: Final = 100
 MAX_ADJUSTED_EXPONENT: Final = 100
 SUM_PRECISION: Final = 1000
@@ -60,12 +65,35 @@ def _check_range(number: Decimal, original: object, *, short: bool = False) -> D
     return number
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_decimal(text: str) -> Decimal | None:
+    """The Decimal of a plain numeric string (no exponent, at most MAX_DIGITS characters), or
+    ``None`` when it is not one. Cached: a venue's answers repeat their figures (a poll's
+    ``"0.00000000"``s, a balance that did not move), and a Decimal is immutable."""
+    return Decimal(text) if _PLAIN.fullmatch(text) else None
+
+
+def _checked_decimal(value: Decimal) -> Decimal:
+    """A Decimal within the limits. One that ``str`` writes plainly in at most MAX_DIGITS
+    characters is (``str`` switches to an exponent below 1E-6 and for positive exponents),
+    which saves the digit count of the general check."""
+    if value.is_finite():
+        text = str(value)
+        if len(text) <= MAX_DIGITS and "E" not in text:
+            return value
+    return _check_range(value, value)
+
+
 def to_decimal(value: object) -> Decimal:
     """Convert a wire value to Decimal or raise :class:`AmountError` (no venue context)."""
+    if value.__class__ is str and len(value) <= MAX_DIGITS:  # exactly a str: a subclass takes the full checks
+        number = _plain_decimal(value)
+        if number is not None:
+            return number
     if isinstance(value, bool):
         raise AmountError("a boolean is not an amount", value)
     if isinstance(value, Decimal):
-        return _check_range(value, value)
+        return _checked_decimal(value)
     if isinstance(value, int):
         if abs(value) >= 10 ** (MAX_ADJUSTED_EXPONENT + 1):
             raise AmountError("exponent out of range", value)
@@ -162,6 +190,15 @@ def _duplicate_path(body: bytes | str, key: str) -> str:
     return f"$..{key}"  # pragma: no cover  # the first decode found one
 
 
+#: One decoder for every answer (``json.loads`` with hooks builds a new one per call).
+_DECODER: Final = json.JSONDecoder(
+    parse_float=_decimal_from_text,
+    parse_int=_decimal_from_text,
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_unique_object,
+)
+
+
 def loads(body: bytes | str, *, venue: str) -> Any:  # noqa: ANN401  # JSON is untyped until structured
     """Decode JSON with every number as Decimal; anything else is an UnexpectedResponseError.
 
@@ -169,13 +206,8 @@ def loads(body: bytes | str, *, venue: str) -> Any:  # noqa: ANN401  # JSON is u
     where it is (``field``), since a venue's answer that says two things is not a balance.
     """
     try:
-        return json.loads(
-            body,
-            parse_float=_decimal_from_text,
-            parse_int=_decimal_from_text,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_unique_object,
-        )
+        text = body if isinstance(body, str) else body.decode(json.detect_encoding(body), "surrogatepass")
+        return _DECODER.decode(text)  # what json.loads does, without building a decoder per call
     except _DuplicateKeyError as exc:
         raise UnexpectedResponseError(
             f"duplicate key {exc.key!r} in a JSON object: the answer is ambiguous",

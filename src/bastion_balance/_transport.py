@@ -594,10 +594,10 @@ class AsyncShardedTransport(httpx.AsyncBaseTransport):
 
 
 def sharded_sync_transport(size: int) -> ShardedTransport:
-    from ._deadline_net import sync_transport  # noqa: PLC0415  # httpcore loads with the first pool
-
     """``size`` connections in deadline-bounded sync pools of at most ten each, sharing one TLS
     context (loading the CA bundle is the slow part of making a pool)."""
+    from ._deadline_net import sync_transport  # noqa: PLC0415  # httpcore loads with the first pool
+
     context = httpx.create_ssl_context()
     return ShardedTransport([sync_transport(limits=limits, verify=context) for limits in shard_limits(size)])
 
