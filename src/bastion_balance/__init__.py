@@ -23,6 +23,7 @@ from ._client import (
 )
 from ._models import Balance, Holding, Portfolio, dumps
 from ._protocol import BalanceProvider
+from ._rates import Rate, RateSource
 from ._retry import NO_RETRY, RetryPolicy
 from ._version import __version__
 from .exceptions import (
@@ -45,6 +46,19 @@ from .providers import provider_class as _provider_class
 
 if _TYPE_CHECKING:
     from ._history import Drawdown, Flow, History, Snapshot
+    from ._kraken_rates import KrakenRates
+    from ._watch import (
+        AsyncWatcher,
+        BreakerClosed,
+        BreakerOpened,
+        FetchFailed,
+        FetchRetried,
+        FetchSucceeded,
+        RecordFailed,
+        Watcher,
+        WatchEvent,
+        watch,
+    )
     from .providers import *  # noqa: F403  # the venue classes, listed once in the registry
 
 __all__ = [
@@ -57,8 +71,11 @@ __all__ = [
     "Flow",
     "History",
     "Holding",
+    "KrakenRates",
     "NO_RETRY",
     "Portfolio",
+    "Rate",
+    "RateSource",
     "RetryPolicy",
     "Snapshot",
     "__version__",
@@ -67,6 +84,17 @@ __all__ = [
     "aggregate",
     "dumps",
     "fetch_balance",
+    # watching (docs/watch.md)
+    "AsyncWatcher",
+    "BreakerClosed",
+    "BreakerOpened",
+    "FetchFailed",
+    "FetchRetried",
+    "FetchSucceeded",
+    "RecordFailed",
+    "WatchEvent",
+    "Watcher",
+    "watch",
     # exceptions
     "AggregateError",
     "AuthenticationError",
@@ -90,6 +118,22 @@ _LAZY_NAMES: dict[str, str] = {
     "Drawdown": "._history",
     "Flow": "._history",
     "History": "._history",
+    "KrakenRates": "._kraken_rates",
+    **dict.fromkeys(
+        [
+            "AsyncWatcher",
+            "BreakerClosed",
+            "BreakerOpened",
+            "FetchFailed",
+            "FetchRetried",
+            "FetchSucceeded",
+            "RecordFailed",
+            "WatchEvent",
+            "Watcher",
+            "watch",
+        ],
+        "._watch",
+    ),
     "Snapshot": "._history",
 }
 

@@ -33,18 +33,19 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Generic, Self, TypeVar
 
+import attrs
 import httpx
 
 from . import _logging
 from ._aggregate import build_portfolio, check_provider, check_providers, normalize_rates
 from ._models import Balance, Portfolio
 from ._protocol import Acquire, BalanceProvider, Effect, Flow, Release, Throttle
+from ._rates import Rate, RateFlow, Rates, RateSource, Valuation, quotes_of
 from ._retry import DEFAULT_RETRY, RetryPolicy, async_retrying, retrying
 from ._state import Turn
 from ._transport import (
@@ -90,23 +91,30 @@ _CANCEL_POLL: Final = 0.05  # how often a waiting sync worker looks whether it w
 
 _logging.install_redaction()
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
 
 # --------------------------------------------------------------------------- checks
 
 
+def positive_seconds(value: object) -> float | None:
+    """``value`` as seconds if it is a positive, finite number of at most ``MAX_TIMEOUT`` (not a
+    bool); else ``None``, for the caller's own message."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 < value <= MAX_TIMEOUT else None  # float-ok: seconds
+
+
 def _check_timeout(timeout: object) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or not 0 < timeout <= MAX_TIMEOUT
-    ):
+    seconds = positive_seconds(timeout)
+    if seconds is None:
         msg = (
             f"timeout must be a positive, finite number of seconds (at most {MAX_TIMEOUT:g}), "
             f"got {timeout!r}; e.g. timeout=10.0"
         )
         raise ConfigurationError(msg)
-    return float(timeout)  # float-ok: seconds, not money
+    return seconds
 
 
 def _check_positive_int(value: object, name: str, example: str) -> int:
@@ -130,13 +138,20 @@ class _Stopped(BaseException):  # not an error: the caller said stop (Ctrl-C)
     """Raised inside a sync worker told to stop; never leaves the client."""
 
 
-class _Fetch:
-    """One fetch in progress: who it is for, its deadline, and the turns it may hold."""
+class _Job(Generic[T_co]):
+    """One flow in progress: who it is for, its deadline, and the turns it may hold.
+
+    A subclass says which flow it drives (:meth:`start`) and checks what the flow returned
+    (:meth:`finish`): a balance fetch, or a rate source's quotes.
+    """
 
     __slots__ = ("cancel", "deadline", "label", "provider", "slot", "started", "turns", "venue")
 
     def __init__(
-        self, provider: BalanceProvider, deadline: float, cancel: threading.Event | None = None
+        self,
+        provider: Any,  # noqa: ANN401  # a BalanceProvider, or a rate source's owner
+        deadline: float,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.provider = provider
         self.label = str(provider.label)
@@ -187,15 +202,71 @@ class _Fetch:
     def log_extra(self, **more: float) -> dict[str, Any]:
         return {"label": self.label, "venue": self.venue, **more}
 
+    def retried(self, attempt: int, wait: float, error: BaseException | None) -> None:
+        """Told of each retry once it is logged (a watch's ``on_retry`` hook; nothing here)."""
 
-def _named(exc: BastionBalanceError, fetch: _Fetch) -> None:
+    def start(self) -> Generator[Effect, httpx.Response | None, object]:
+        """The flow to drive."""
+        raise NotImplementedError
+
+    def finish(self, value: object) -> T_co:
+        """What the flow returned, checked."""
+        raise NotImplementedError
+
+
+class _Fetch(_Job[Balance]):
+    """One balance fetch in progress."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, provider: BalanceProvider, deadline: float, cancel: threading.Event | None = None
+    ) -> None:
+        super().__init__(provider, deadline, cancel)
+
+    def start(self) -> Flow:
+        return self.provider.balance_flow()  # type: ignore[no-any-return]
+
+    def finish(self, value: object) -> Balance:
+        return _checked_balance(value, self.provider)
+
+
+class _RatesFetch(_Job[Mapping[str, Rate]]):
+    """One ask of a rate source, for ``currencies``; its label in messages is ``rates``."""
+
+    __slots__ = ("currencies",)
+
+    def __init__(self, source: RateSource, currencies: frozenset[str], deadline: float) -> None:
+        super().__init__(_RatesOwner(source), deadline)
+        self.currencies = currencies
+
+    def start(self) -> RateFlow:
+        return self.provider.source.rates_flow(self.currencies)  # type: ignore[no-any-return]
+
+    def finish(self, value: object) -> Mapping[str, Rate]:
+        return quotes_of(value, self.provider.source, self.currencies)
+
+
+@attrs.frozen
+class _RatesOwner:
+    """A rate source as the driver sees a job's owner: a label and a venue for messages and logs."""
+
+    source: RateSource
+    label: str = "rates"
+
+    @property
+    def venue(self) -> str:
+        return str(self.source.name)
+
+
+def _named(exc: BastionBalanceError, fetch: _Job[Any]) -> None:
     """``exc`` with the account's label in its message (services watch many accounts)."""
     exc.label = fetch.label
     if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith(f"{fetch.label}:"):
         exc.args = (f"{fetch.label}: {exc.args[0]}", *exc.args[1:])
 
 
-def _throttle_wait(effect: Throttle, fetch: _Fetch) -> float:
+def _throttle_wait(effect: Throttle, fetch: _Job[Any]) -> float:
     booked, wait = effect.limiter.reserve(effect.cost, fetch.remaining())
     if not booked:
         msg = (
@@ -222,7 +293,7 @@ def _where(request: httpx.Request) -> str:
     return f"{request.url.host}{request.url.path}"
 
 
-def _translate(exc: BaseException, fetch: _Fetch, request: httpx.Request) -> TransportError:
+def _translate(exc: BaseException, fetch: _Job[Any], request: httpx.Request) -> TransportError:
     """Our error for an httpx (or lower-level protocol) failure; names host and path only."""
     where = _where(request)
     text = _logging.redact(str(exc)) or type(exc).__name__
@@ -245,14 +316,14 @@ def _may_be_at_venue(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException) or not isinstance(exc, Exception)
 
 
-def _prepare(request: httpx.Request, fetch: _Fetch) -> None:
+def _prepare(request: httpx.Request, fetch: _Job[Any]) -> None:
     remaining = fetch.remaining()
     if remaining <= 0:
         raise fetch.deadline_error("sending a request")
     request.extensions = {**request.extensions, "timeout": httpx.Timeout(remaining).as_dict()}
 
 
-def _redirect_error(response: httpx.Response, fetch: _Fetch) -> ExchangeAPIError:
+def _redirect_error(response: httpx.Response, fetch: _Job[Any]) -> ExchangeAPIError:
     location = response.headers.get("location", "")
     try:
         target = response.request.url.join(location).host or "an unknown host"
@@ -270,6 +341,34 @@ def _checked_balance(value: object, provider: BalanceProvider) -> Balance:
         msg = f"{provider!r}.balance_flow() returned {type(value).__name__}, not a Balance"
         raise TypeError(msg)
     return value
+
+
+def _rates_job(
+    results: Mapping[str, Balance | Exception], rates: Valuation, deadline: float
+) -> _RatesFetch | None:
+    """The ask of the rate source for the currencies of the fetched balances that ``rates`` has no
+    fixed rate for; ``None`` without a source or when nothing is left to ask for."""
+    needed = frozenset(r.currency for r in results.values() if isinstance(r, Balance)) - rates.fixed.keys()
+    if rates.source is None or not needed:
+        return None
+    return _RatesFetch(rates.source, needed, deadline)
+
+
+def _valued(
+    results: Mapping[str, Balance | Exception],
+    rates: Valuation,
+    quotes: Mapping[str, Rate] | Exception | None,
+    *,
+    strict: bool,
+) -> Portfolio:
+    """The Portfolio of ``results`` through the fixed rates and what the rate source quoted
+    (or the exception it failed with)."""
+    table = dict(rates.fixed)
+    failure = quotes if isinstance(quotes, Exception) else None
+    if quotes is not None and failure is None:
+        table.update(quotes)  # type: ignore[arg-type]  # a mapping when it is not a failure
+    source = None if rates.source is None else (str(rates.source.name), failure)
+    return build_portfolio(results, table, strict=strict, fetched_at=datetime.now(UTC), source=source)
 
 
 def _not_an_effect(effect: object, provider: BalanceProvider) -> TypeError:
@@ -296,7 +395,7 @@ def _finish(*steps: Callable[[], object]) -> None:
         raise interrupted
 
 
-def _abandon(fetch: _Fetch, exc: BaseException, grace: float) -> None:
+def _abandon(fetch: _Job[Any], exc: BaseException, grace: float) -> None:
     """A request of ``fetch`` failed with ``exc``: if it may still be at the venue, its turns
     are kept for ``grace`` seconds."""
     if _may_be_at_venue(exc) and fetch.holds_turns():
@@ -498,7 +597,7 @@ class BalanceClient:
         self,
         providers: Iterable[BalanceProvider],
         *,
-        rates: Mapping[str, Decimal] | None = None,
+        rates: Rates | None = None,
         timeout: float | None = None,
         strict: bool = False,
     ) -> Portfolio:
@@ -515,9 +614,31 @@ class BalanceClient:
         results: dict[str, Balance | Exception] = {}
         if checked:
             results = self._gather(checked, deadline)
-        return build_portfolio(results, table, strict=strict, fetched_at=datetime.now(UTC))
+        return self._portfolio(results, table, deadline=deadline, strict=strict)
 
-    def _gather(self, providers: list[BalanceProvider], deadline: float) -> dict[str, Balance | Exception]:
+    def _portfolio(
+        self,
+        results: Mapping[str, Balance | Exception],
+        rates: Valuation,
+        *,
+        deadline: float,
+        strict: bool = False,
+    ) -> Portfolio:
+        """The fetch results valued in USD through ``rates`` (what ``aggregate`` and the watchers
+        return); a rate source is asked, in this thread, within ``deadline`` (a
+        ``time.monotonic()`` instant) for the currencies the balances need."""
+        job = _rates_job(results, rates, deadline)
+        outcome = None if job is None else self._fetch_or_error(job)
+        return _valued(results, rates, outcome, strict=strict)
+
+    def _gather(
+        self,
+        providers: list[BalanceProvider],
+        deadline: float,
+        make_fetch: Callable[[BalanceProvider, float, threading.Event], _Job[Balance]] = _Fetch,
+    ) -> dict[str, Balance | Exception]:
+        """Every provider's balance or error, fetched on the worker threads (``make_fetch``
+        builds each fetch: a watch's carries its hooks)."""
         cancel = threading.Event()
         done = threading.Event()
         outcomes: dict[str, Balance | Exception] = {}
@@ -529,7 +650,7 @@ class BalanceClient:
                 outcome: Balance | Exception | None = None
                 try:
                     if not cancel.is_set():
-                        outcome = self._fetch_or_error(_Fetch(provider, deadline, cancel))
+                        outcome = self._fetch_or_error(make_fetch(provider, deadline, cancel))
                 except _Stopped:
                     pass
                 finally:
@@ -554,13 +675,13 @@ class BalanceClient:
         unfinished = TransportError("the fetch ended without a result (its worker was stopped)")
         return {p.label: outcomes.get(p.label, unfinished) for p in providers}
 
-    def _fetch_or_error(self, fetch: _Fetch) -> Balance | Exception:
+    def _fetch_or_error(self, fetch: _Job[T]) -> T | Exception:
         try:
             return self._fetch(fetch)
         except Exception as exc:  # noqa: BLE001  # partial failure is a result
             return exc
 
-    def _fetch(self, fetch: _Fetch) -> Balance:
+    def _fetch(self, fetch: _Job[T]) -> T:
         def sleep(seconds: float) -> None:
             self._pause(fetch, seconds)
 
@@ -572,6 +693,7 @@ class BalanceClient:
                 label=fetch.label,
                 venue=fetch.venue,
                 started=fetch.started,
+                on_retry=fetch.retried,
                 sleep=sleep,
             ):
                 with attempt:
@@ -581,16 +703,16 @@ class BalanceClient:
             raise
         raise AssertionError("unreachable")  # pragma: no cover  # tenacity re-raises
 
-    def _pause(self, fetch: _Fetch, seconds: float) -> None:
+    def _pause(self, fetch: _Job[Any], seconds: float) -> None:
         if fetch.cancel is not None and self._sleep is time.sleep:
             fetch.cancel.wait(seconds)
         else:
             self._sleep(seconds)
         fetch.check_stop()
 
-    def _run(self, fetch: _Fetch) -> Balance:
+    def _run(self, fetch: _Job[T]) -> T:
         fetch.check_stop()
-        flow: Flow = fetch.provider.balance_flow()
+        flow = fetch.start()
         try:
             self._take_slot(fetch)
             effect: Effect = next(flow)
@@ -613,23 +735,23 @@ class BalanceClient:
                     raise _not_an_effect(effect, fetch.provider)
                 effect = flow.send(result)
         except StopIteration as stop:
-            return _checked_balance(stop.value, fetch.provider)
+            return fetch.finish(stop.value)
         finally:
             _finish(lambda: self._give_slot(fetch), flow.close, fetch.release_turns)
 
-    def _take_slot(self, fetch: _Fetch) -> None:
+    def _take_slot(self, fetch: _Job[Any]) -> None:
         while not self._slots.acquire(timeout=max(0.0, min(fetch.remaining(), _CANCEL_POLL))):
             fetch.check_stop()
             if fetch.remaining() <= 0:
                 raise fetch.deadline_error("waiting for a free connection")
         fetch.slot = True
 
-    def _give_slot(self, fetch: _Fetch) -> None:
+    def _give_slot(self, fetch: _Job[Any]) -> None:
         if fetch.slot:
             fetch.slot = False
             self._slots.release()
 
-    def _acquire(self, turn: Turn, fetch: _Fetch) -> None:
+    def _acquire(self, turn: Turn, fetch: _Job[Any]) -> None:
         fetch.turns.append(turn)  # recorded first: released whatever happens next
         if turn.acquire(fetch, timeout=0):
             return
@@ -640,7 +762,7 @@ class BalanceClient:
             raise fetch.deadline_error("waiting for this credential's turn")
         self._take_slot(fetch)
 
-    def _send(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+    def _send(self, request: httpx.Request, fetch: _Job[Any]) -> httpx.Response:
         _prepare(request, fetch)
         cap = self._settings.max_response_bytes
         error: BaseException | None = None
@@ -779,7 +901,7 @@ class AsyncBalanceClient:
         self,
         providers: Iterable[BalanceProvider],
         *,
-        rates: Mapping[str, Decimal] | None = None,
+        rates: Rates | None = None,
         timeout: float | None = None,
         strict: bool = False,
     ) -> Portfolio:
@@ -787,17 +909,31 @@ class AsyncBalanceClient:
         checked = check_providers(providers, function="aaggregate")
         table = normalize_rates(rates)
         deadline = self._settings.deadline(timeout)
-        outcomes = await asyncio.gather(*(self._fetch_or_error(_Fetch(p, deadline)) for p in checked))
+        jobs = [self._fetch_or_error(_Fetch(p, deadline)) for p in checked]
+        outcomes = await asyncio.gather(*jobs)
         results = {p.label: outcome for p, outcome in zip(checked, outcomes, strict=True)}
-        return build_portfolio(results, table, strict=strict, fetched_at=datetime.now(UTC))
+        return await self._portfolio(results, table, deadline=deadline, strict=strict)
 
-    async def _fetch_or_error(self, fetch: _Fetch) -> Balance | Exception:
+    async def _portfolio(
+        self,
+        results: Mapping[str, Balance | Exception],
+        rates: Valuation,
+        *,
+        deadline: float,
+        strict: bool = False,
+    ) -> Portfolio:
+        """The async twin of ``BalanceClient._portfolio``."""
+        job = _rates_job(results, rates, deadline)
+        outcome = None if job is None else await self._fetch_or_error(job)
+        return _valued(results, rates, outcome, strict=strict)
+
+    async def _fetch_or_error(self, fetch: _Job[T]) -> T | Exception:
         try:
             return await self._fetch(fetch)
         except Exception as exc:  # noqa: BLE001  # partial failure is a result
             return exc
 
-    async def _fetch(self, fetch: _Fetch) -> Balance:
+    async def _fetch(self, fetch: _Job[T]) -> T:
         scope = asyncio.timeout(fetch.remaining())
         policy = self._settings.retry
         try:
@@ -808,6 +944,7 @@ class AsyncBalanceClient:
                     label=fetch.label,
                     venue=fetch.venue,
                     started=fetch.started,
+                    on_retry=fetch.retried,
                     sleep=self._sleep,
                 ):
                     with attempt:
@@ -820,8 +957,8 @@ class AsyncBalanceClient:
             raise
         raise fetch.deadline_error(f"fetching ({fetch.venue})")
 
-    async def _run(self, fetch: _Fetch) -> Balance:
-        flow: Flow = fetch.provider.balance_flow()
+    async def _run(self, fetch: _Job[T]) -> T:
+        flow = fetch.start()
         try:
             await self._take_slot(fetch)
             effect: Effect = next(flow)
@@ -847,20 +984,20 @@ class AsyncBalanceClient:
                     raise _not_an_effect(effect, fetch.provider)
                 effect = flow.send(result)
         except StopIteration as stop:
-            return _checked_balance(stop.value, fetch.provider)
+            return fetch.finish(stop.value)
         finally:
             _finish(lambda: self._give_slot(fetch), flow.close, fetch.release_turns)
 
-    async def _take_slot(self, fetch: _Fetch) -> None:
+    async def _take_slot(self, fetch: _Job[Any]) -> None:
         await self._semaphore.acquire()
         fetch.slot = True
 
-    def _give_slot(self, fetch: _Fetch) -> None:
+    def _give_slot(self, fetch: _Job[Any]) -> None:
         if fetch.slot:
             fetch.slot = False
             self._semaphore.release()
 
-    async def _send(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+    async def _send(self, request: httpx.Request, fetch: _Job[Any]) -> httpx.Response:
         if not fetch.holds_turns():
             return await self._exchange(request, fetch)
         # The request runs in a task of its own, so that a cancelled fetch can leave it
@@ -873,7 +1010,7 @@ class AsyncBalanceClient:
                 self._hand_over(task, fetch)
             raise
 
-    def _hand_over(self, task: asyncio.Task[httpx.Response], fetch: _Fetch) -> None:
+    def _hand_over(self, task: asyncio.Task[httpx.Response], fetch: _Job[Any]) -> None:
         release = fetch.hand_over()
         loop = asyncio.get_running_loop()
 
@@ -897,7 +1034,7 @@ class AsyncBalanceClient:
         task.add_done_callback(answered)
         fetch.turns = []  # the answer or the grace timer releases them now
 
-    async def _exchange(self, request: httpx.Request, fetch: _Fetch) -> httpx.Response:
+    async def _exchange(self, request: httpx.Request, fetch: _Job[Any]) -> httpx.Response:
         _prepare(request, fetch)
         cap = self._settings.max_response_bytes
         error: Exception | None = None
@@ -1048,7 +1185,7 @@ async def afetch_balance(
 def aggregate(
     providers: Iterable[BalanceProvider],
     *,
-    rates: Mapping[str, Decimal] | None = None,
+    rates: Rates | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     strict: bool = False,
     client: BalanceClient | httpx.Client | None = None,
@@ -1056,7 +1193,9 @@ def aggregate(
     """Fetch every account at once and add them up in USD.
 
     Failed venues land in ``Portfolio.errors`` (``strict=True`` raises ``AggregateError``).
-    ``rates`` maps currency -> USD rate on top of the defaults (USD, USDT, USDC at 1).
+    ``rates`` maps currency -> USD rate on top of the defaults (USD at 1, USDT and USDC assumed
+    at par), or is a rate source such as ``bb.KrakenRates()``, asked once for the currencies the
+    balances need, within the same deadline; ``Portfolio.rate_sources`` says where each came from.
     ``timeout`` is one deadline for the whole aggregate. Safe to call inside a running event
     loop, e.g. a Jupyter cell; Ctrl-C returns at once.
     """
@@ -1067,7 +1206,7 @@ def aggregate(
 async def aaggregate(
     providers: Iterable[BalanceProvider],
     *,
-    rates: Mapping[str, Decimal] | None = None,
+    rates: Rates | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     strict: bool = False,
     client: AsyncBalanceClient | httpx.AsyncClient | None = None,

@@ -7,12 +7,15 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 
 from ._decimal import exact_mul, exact_sum
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._rates import Rate
 
 __all__ = ["Balance", "Holding", "Portfolio", "dumps"]
 
@@ -47,6 +50,17 @@ def _aware_utc(_instance: object, attribute: attrs.Attribute[datetime], value: d
     if not isinstance(value, datetime) or value.utcoffset() != timedelta(0):
         msg = f"{attribute.name} must be an aware UTC datetime, got {value!r}"
         raise ValueError(msg)
+
+
+def _stale_ages(portfolio: Portfolio, _attribute: object, value: Mapping[str, object]) -> None:
+    """A stale label keeps its last good balance and says why it is stale; its age is seconds."""
+    for label, age in value.items():
+        if label not in portfolio.balances or label not in portfolio.errors:
+            msg = f"stale label {label!r} needs its last good balance in balances and its error in errors"
+            raise ValueError(msg)
+        if isinstance(age, bool) or not isinstance(age, int | float) or not 0 <= age < math.inf:
+            msg = f"the age of stale label {label!r} must be a finite number of seconds >= 0, got {age!r}"
+            raise ValueError(msg)
 
 
 _decimal = attrs.validators.instance_of(Decimal)
@@ -109,6 +123,18 @@ class Balance:
             "fetched_at": self.fetched_at.isoformat(),
         }
 
+    def __str__(self) -> str:
+        """``kraken (kraken): 382.2032 USD, 375.1678 available``: short, every digit kept."""
+        from ._views import balance_str  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return balance_str(self)
+
+    def _repr_html_(self) -> str:
+        """An HTML table for notebooks (docs/decisions.md §22), every text escaped."""
+        from ._views import balance_html  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return balance_html(self)
+
 
 @attrs.frozen(kw_only=True)
 class Portfolio:
@@ -116,14 +142,24 @@ class Portfolio:
 
     ``balances`` holds every balance that was fetched, ``errors`` maps label -> exception for
     every venue that failed (and for balances whose currency has no rate: those are fetched
-    but left out of the totals). ``rates`` are the USD rates applied.
+    but left out of the totals). ``rates`` are the USD rates applied, ``rate_sources`` the same
+    rates as :class:`~bastion_balance.Rate` records: each one's value, source (par assumption,
+    caller, a rate source such as Kraken's ticker) and time.
+
+    ``stale`` (a watch's portfolios, ``bb.watch``): label -> age in seconds of a balance kept from
+    an earlier round because the account failed this one; the label is in ``errors`` too (so
+    ``complete`` is False), its last good balance in ``balances``. ``total_usd`` and
+    ``available_margin_usd`` count stale balances, ``fresh_total_usd`` and
+    ``fresh_available_margin_usd`` leave them out.
     """
 
     balances: Mapping[str, Balance] = attrs.field(converter=_frozen_mapping)
     errors: Mapping[str, Exception] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
     rates: Mapping[str, Decimal] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
+    rate_sources: Mapping[str, Rate] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
     warnings: tuple[str, ...] = ()
     fetched_at: datetime = attrs.field(validator=_aware_utc)
+    stale: Mapping[str, float] = attrs.field(default=_EMPTY, converter=_frozen_mapping, validator=_stale_ages)
 
     @property
     def complete(self) -> bool:
@@ -131,9 +167,15 @@ class Portfolio:
         return not self.errors
 
     def _counted(self) -> list[Balance]:
+        # A stale balance (a watch's last good one, docs/decisions.md §31) counts; a failed one does not.
         return [
-            b for label, b in self.balances.items() if label not in self.errors and b.currency in self.rates
+            b
+            for label, b in self.balances.items()
+            if (label not in self.errors or label in self.stale) and b.currency in self.rates
         ]
+
+    def _fresh(self) -> list[Balance]:  # counted and not stale: no error at all (stale labels have one)
+        return [b for key, b in self.balances.items() if key not in self.errors and b.currency in self.rates]
 
     def usd(self, balance: Balance) -> tuple[Decimal, Decimal]:
         """``(total, available)`` of one balance in USD through this portfolio's rates."""
@@ -149,6 +191,68 @@ class Portfolio:
     def available_margin_usd(self) -> Decimal:
         """Sum of every counted balance's ``available``, in USD, exact."""
         return exact_sum(self.usd(b)[1] for b in self._counted())
+
+    @property
+    def fresh_total_usd(self) -> Decimal:
+        """``total_usd`` without the stale balances (see ``stale``), exact."""
+        return exact_sum(self.usd(b)[0] for b in self._fresh())
+
+    @property
+    def fresh_available_margin_usd(self) -> Decimal:
+        """``available_margin_usd`` without the stale balances: what a bot may size a position from."""
+        return exact_sum(self.usd(b)[1] for b in self._fresh())
+
+    @property
+    def free_ratio(self) -> Decimal | None:
+        """``available_margin_usd / total_usd`` (28 digits, docs/decisions.md §21); ``None`` at total 0."""
+        from ._views import free_ratio  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return free_ratio(self)
+
+    @property
+    def shares(self) -> Mapping[str, Decimal | None]:
+        """Label -> share of ``total_usd`` (28 digits) of every counted balance; ``None`` at total 0."""
+        from ._views import shares  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return shares(self)
+
+    def summary(self) -> str:
+        """One line, e.g. ``$52,340.00 across 2 exchanges, $31,200.00 available (59.6% free)``.
+
+        The only rounded display of the library: dollars are rounded half-even to the cent
+        (``$1,234.56``, ``-$3.10``), the free share half-even to a tenth of a percent; a value
+        that is not zero but would round to zero shows as ``<$0.01`` / ``-<$0.01`` (``<0.1%``),
+        never as zero. The percentage is left out when the total is 0. Then
+        ``; 1 failed: bybit`` when labels failed (sorted; past five, ``and N more``). The exact
+        figures are ``total_usd``, ``available_margin_usd`` and ``free_ratio``.
+        """
+        from ._views import summary  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return summary(self)
+
+    def __str__(self) -> str:
+        """One line: USD total and available (exact), accounts counted, labels failed."""
+        from ._views import portfolio_str  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return portfolio_str(self)
+
+    def _repr_html_(self) -> str:
+        """An HTML table for notebooks (docs/decisions.md §22), every text escaped."""
+        from ._views import portfolio_html  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return portfolio_html(self)
+
+    def to_dataframe(self) -> Any:  # noqa: ANN401  # pandas is optional
+        """A pandas DataFrame, one row per label, failed ones included (extra ``pandas``).
+
+        Index ``label``; columns ``exchange, currency, total, available, total_usd,
+        available_usd, share, status``. Figures are ``Decimal`` objects (dtype object, never
+        floats), ``None`` where not known or not counted; ``status`` is ``ok``,
+        ``error: <type>`` or ``stale: <type>``. Without pandas: ``ImportError``.
+        """
+        from ._views import dataframe  # noqa: PLC0415  # loaded on first use: html is not cheap
+
+        return dataframe(self)
 
     def to_bastion(self) -> dict[str, Any]:
         """The seed-000 ``bastion_get_balance`` shape: three keys, exact Decimals, USD."""
@@ -173,8 +277,10 @@ class Portfolio:
                 label: {"type": type(exc).__name__, "message": str(exc)} for label, exc in self.errors.items()
             },
             "rates": dict(self.rates),
+            "rate_sources": {currency: rate.to_dict() for currency, rate in self.rate_sources.items()},
             "warnings": list(self.warnings),
             "fetched_at": self.fetched_at.isoformat(),
+            "stale": {label: Decimal(f"{age:.3f}") for label, age in self.stale.items()},
         }
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -214,11 +320,20 @@ class _Unwritable(Exception):  # internal: becomes a ConfigurationError in dumps
         self.steps: list[str] = []
 
 
+def decimal_text(value: Decimal) -> str:
+    """How ``dumps`` writes a finite Decimal: every digit, tiny figures positional.
+
+    ``0E-8`` is ``0.00000000`` down to the bound of figures; ``str()`` is positional above them
+    and keeps ``1E-100000`` short (docs/decisions.md §13 and §32).
+    """
+    return format(value, "f") if -100 <= value.adjusted() < -6 else str(value)
+
+
 def _encode(obj: object, indent: int | None, level: int) -> str:
     if isinstance(obj, Decimal):
         if not obj.is_finite():
             raise _Unwritable(obj)
-        return str(obj)
+        return decimal_text(obj)
     if obj is None or isinstance(obj, bool | str | int):
         return json.dumps(obj, ensure_ascii=False)
     if isinstance(obj, Portfolio | Balance):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from ._convert import structure
 from ._decimal import exact_sum, parse_amount
 from ._protocol import Acquire, Effect, Flow, Release, Throttle
+from ._rates import RateFlow
 from ._state import (
     NonceCounter,
     RateLimiter,
@@ -36,10 +37,12 @@ from .providers._common import (
     Secret,
     SignedRequest,
     SubFlow,
+    WatchPace,
     bearer_call,
     cached_token,
     check_base_url,
     clock_corrected,
+    counter_pace,
     credential,
     decode_object,
     environment_url,
@@ -53,6 +56,7 @@ from .providers._common import (
     measure_clock_offset,
     now_utc,
     one_of,
+    pace_budget,
     parse_bearer_token,
     printable,
     retry_after_seconds,
@@ -60,6 +64,7 @@ from .providers._common import (
     send_and_parse,
     status_error,
     throttled_call,
+    window_pace,
 )
 
 __all__ = [
@@ -67,6 +72,7 @@ __all__ = [
     "Acquire",
     "Effect",
     "Flow",
+    "RateFlow",
     "Release",
     "SubFlow",
     "Throttle",
@@ -99,6 +105,11 @@ __all__ = [
     "environment_url",
     "label_or",
     "one_of",
+    # how often a watch may fetch an account (``bb.watch``): the venue's limit as a pace
+    "WatchPace",
+    "counter_pace",
+    "pace_budget",
+    "window_pace",
     # answers and errors
     "decode_object",
     "exact_sum",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypeAlias, TypeVar
 from urllib.parse import unquote_plus
 
 import attrs
@@ -19,7 +19,7 @@ import httpx
 
 from .._decimal import AmountError, loads, to_decimal
 from .._protocol import Acquire, Effect, Release, Throttle
-from .._state import RateLimiter, TokenCache, clock_offset, set_clock_offset
+from .._state import RateLimiter, TokenCache, clock_offset, key_fingerprint, set_clock_offset, window_margin
 from .._version import __version__
 from ..exceptions import (
     AuthenticationError,
@@ -34,6 +34,7 @@ __all__ = [
     "USER_AGENT",
     "MASKED_PARAMS",
     "NoPickle",
+    "WatchPace",
     "Secret",
     "SignedRequest",
     "SubFlow",
@@ -41,6 +42,7 @@ __all__ = [
     "cached_token",
     "check_base_url",
     "clock_corrected",
+    "counter_pace",
     "credential",
     "decode_object",
     "environment_url",
@@ -55,6 +57,7 @@ __all__ = [
     "milliseconds",
     "now_utc",
     "one_of",
+    "pace_budget",
     "parse_bearer_token",
     "printable",
     "retry_after_seconds",
@@ -62,6 +65,7 @@ __all__ = [
     "send_and_parse",
     "status_error",
     "throttled_call",
+    "window_pace",
 ]
 
 T = TypeVar("T")
@@ -83,6 +87,35 @@ class NoPickle:
             "build a new provider in the other process instead"
         )
         raise TypeError(msg)
+
+
+class WatchPace(NamedTuple):
+    """How often a watch (``bb.watch``) may fetch an account: the venue's published limit, as
+    ``interval`` seconds between two balance fetches, for ``budget``.
+
+    ``budget`` names what the venue counts the limit on (a credential, an IP, a firm); accounts
+    watched together that share a budget share its pace, so each is fetched ``interval`` x their
+    number apart. It is opaque: build it with :func:`pace_budget`, which keeps a key out of it.
+    """
+
+    budget: str
+    interval: float
+
+
+def pace_budget(venue: str, base_url: str, key_id: str) -> str:
+    """The budget name of a limit counted per ``key_id`` (a key, ``"ip"``, a firm) at a base URL."""
+    return f"{venue} {base_url.rstrip('/')} {key_fingerprint(key_id)}"
+
+
+def window_pace(budget: str, limit: float, window: float, cost: float = 1) -> WatchPace:
+    """The pace of a fetch costing ``cost`` under "``limit`` per ``window`` seconds", kept (as the
+    sliding-window limiter keeps it) over a window a little longer than the venue's."""
+    return WatchPace(budget, (window + window_margin(window)) * cost / limit)
+
+
+def counter_pace(budget: str, decay: float, cost: float = 1) -> WatchPace:
+    """The pace of a fetch costing ``cost`` under a call counter that decays ``decay`` per second."""
+    return WatchPace(budget, cost / decay)
 
 
 def is_loopback(host: str) -> bool:
@@ -394,13 +427,17 @@ def extra_figures(result: Mapping[str, Any], *, skip: set[str]) -> dict[str, Dec
     """
     figures: dict[str, Decimal] = {}
     for name, value in result.items():
-        if name in skip or isinstance(value, dict | list | bool) or value in (None, ""):
+        kind = value.__class__
+        if name in skip or kind in _NOT_FIGURES or (kind is str and not value):
             continue
         try:
-            figures[name] = to_decimal(value)
+            figures[name] = to_decimal(value)  # cached: the figures structure() just converted
         except AmountError:
             continue
     return figures
+
+
+_NOT_FIGURES: Final = frozenset({dict, list, bool, type(None)})
 
 
 def parse_bearer_token(response: httpx.Response, *, venue: str, default_lifetime: float) -> tuple[str, float]:

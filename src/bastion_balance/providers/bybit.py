@@ -37,6 +37,7 @@ from ._common import (
     Secret,
     SignedRequest,
     SubFlow,
+    WatchPace,
     clock_corrected,
     credential,
     decode_object,
@@ -49,9 +50,11 @@ from ._common import (
     milliseconds,
     now_utc,
     one_of,
+    pace_budget,
     retry_after_seconds,
     status_error,
     throttled_call,
+    window_pace,
 )
 
 __all__ = [
@@ -220,11 +223,11 @@ class _Wallet:
     coin: list[_Coin] = attrs.Factory(list)
 
 
-def _key(value: object) -> str:
+def _key(value: str) -> str:
     return credential(value, venue=VENUE, name="api_key")
 
 
-def _secret(value: object) -> str:
+def _secret(value: str) -> str:
     return credential(value, venue=VENUE, name="api_secret")
 
 
@@ -280,6 +283,11 @@ class Bybit(NoPickle):
     def venue(self) -> str:
         """``"bybit"``."""
         return VENUE
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """One wallet-balance read per 0.025 s per key: 50 a second, as the limiter keeps it (bb.watch)."""
+        return window_pace(pace_budget(VENUE, self.base_url, self.api_key), CALLS_PER_SECOND, 1.0)
 
     def now_ms(self) -> int:
         """The local clock in Unix milliseconds (without any server offset)."""

@@ -38,6 +38,7 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    WatchPace,
     check_base_url,
     credential,
     decode_object,
@@ -46,8 +47,10 @@ from ._common import (
     extra_figures,
     label_or,
     now_utc,
+    pace_budget,
     status_error,
     throttled_call,
+    window_pace,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "WALLET_BALANCE_PATH", "CoinSwitch", "coinswitch_sign"]
@@ -131,11 +134,11 @@ def _hex32(value: object, name: str) -> str:
     return text
 
 
-def _secret(value: object) -> str:
+def _secret(value: str) -> str:
     return _hex32(value, "api_secret")
 
 
-def _key(value: object) -> str:
+def _key(value: str) -> str:
     return credential(value, venue=VENUE, name="api_key")
 
 
@@ -190,6 +193,11 @@ class CoinSwitch(NoPickle):
     def venue(self) -> str:
         """``"coinswitch"``."""
         return VENUE
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """One wallet_balance read per 3.15 s per key: 20 a minute, as the limiter keeps it (``bb.watch``)."""
+        return window_pace(pace_budget(VENUE, self.base_url, self.api_key), *RATE_LIMIT)
 
     def build_request(self, epoch_ms: int) -> httpx.Request:
         """The signed wallet_balance request at ``epoch_ms`` (Unix milliseconds)."""

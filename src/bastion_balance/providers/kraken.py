@@ -37,13 +37,16 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    WatchPace,
     check_base_url,
+    counter_pace,
     credential,
     decode_object,
     extra_figures,
     label_or,
     now_utc,
     one_of,
+    pace_budget,
     status_error,
     throttled_call,
 )
@@ -117,6 +120,7 @@ _ERRORS: Final[Mapping[str, tuple[type[ExchangeAPIError], str]]] = {
     "EGeneral:Internal error": (ServiceUnavailableError, "Kraken had an internal error"),
     "EGeneral:Invalid arguments": (ExchangeAPIError, "Kraken refused the arguments (asset?)"),
     "EQuery:Unknown asset": (ExchangeAPIError, "Kraken does not know the asset"),
+    "EQuery:Unknown asset pair": (ExchangeAPIError, "Kraken does not know a pair asked for (check pairs=)"),
     "EAPI:Bad request": (ExchangeAPIError, "Kraken refused the request"),
     "EGeneral:Unknown method": (ExchangeAPIError, "Kraken does not know the endpoint"),
 }
@@ -189,7 +193,7 @@ class _TradeBalance:
     uv: Decimal | None = None
 
 
-def _secret(value: object) -> str:
+def _secret(value: str) -> str:
     secret = credential(value, venue=VENUE, name="api_secret")
     try:
         base64.b64decode(secret, validate=True)
@@ -199,11 +203,11 @@ def _secret(value: object) -> str:
     return secret
 
 
-def _key(value: object) -> str:
+def _key(value: str) -> str:
     return credential(value, venue=VENUE, name="api_key")
 
 
-def _otp(value: object) -> str | None:
+def _otp(value: str | None) -> str | None:
     return None if value is None else credential(value, venue=VENUE, name="otp")
 
 
@@ -258,6 +262,12 @@ class Kraken(NoPickle):
     def currency(self) -> str:
         """The currency every figure is valued in (the ``asset`` parameter, canonical)."""
         return canonical_currency(self.asset)
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """One TradeBalance per ``1 / decay`` seconds per key (3.03 s on the starter tier): the
+        rate the tier's call counter decays at, so a watch never fills it (``bb.watch``)."""
+        return counter_pace(pace_budget(VENUE, self.base_url, self.api_key), TIERS[self.tier][1])
 
     def build_request(self, nonce: int) -> httpx.Request:
         """The signed, form-encoded TradeBalance request for ``nonce``."""

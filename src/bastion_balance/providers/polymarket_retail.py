@@ -37,6 +37,7 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    WatchPace,
     check_base_url,
     credential,
     decode_object,
@@ -46,8 +47,10 @@ from ._common import (
     extra_figures,
     label_or,
     now_utc,
+    pace_budget,
     status_error,
     throttled_call,
+    window_pace,
 )
 
 __all__ = ["BALANCES_PATH", "DEFAULT_BASE_URL", "PolymarketUSRetail", "polymarket_retail_sign"]
@@ -121,7 +124,7 @@ class _Balances:
     balances: list[_UserBalance]
 
 
-def _secret(value: object) -> str:
+def _secret(value: str) -> str:
     secret = credential(value, venue=VENUE, name="secret_key")
     try:
         raw = base64.b64decode(secret, validate=True)
@@ -144,7 +147,7 @@ def _secret(value: object) -> str:
     return secret
 
 
-def _key_id(value: object) -> str:
+def _key_id(value: str) -> str:
     return credential(value, venue=VENUE, name="key_id")
 
 
@@ -215,6 +218,11 @@ class PolymarketUSRetail(NoPickle):
     def venue(self) -> str:
         """``"polymarket_us_retail"``."""
         return VENUE
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """One balances read per 0.0625 s per key: 20 a second, as the limiter keeps it (``bb.watch``)."""
+        return window_pace(pace_budget(VENUE, self.base_url, self.key_id), *RATE_LIMIT)
 
     def build_request(self, timestamp_ms: int) -> httpx.Request:
         """The signed balances request at ``timestamp_ms`` (Unix milliseconds)."""

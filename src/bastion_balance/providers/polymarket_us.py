@@ -16,6 +16,7 @@ camelCase and snake_case bodies are both accepted.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -49,6 +50,7 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    WatchPace,
     bearer_call,
     cached_token,
     check_base_url,
@@ -60,10 +62,12 @@ from ._common import (
     label_or,
     now_utc,
     one_of,
+    pace_budget,
     parse_bearer_token,
     retry_after_seconds,
     status_error,
     throttled_call,
+    window_pace,
 )
 
 __all__ = [
@@ -235,8 +239,11 @@ def token_error(response: httpx.Response) -> ExchangeAPIError:
     return _make(cls, text, code, response)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few field names in every answer
 def camel_case(key: str) -> str:
     """``"buying_power"`` -> ``"buyingPower"`` (camelCase keys are returned unchanged)."""
+    if "_" not in key:
+        return key
     head, *rest = key.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
@@ -289,11 +296,11 @@ class _AccountBalance:
     securities: dict[str, _Security] = attrs.field(factory=dict)
 
 
-def _client_id(value: object) -> str:
+def _client_id(value: str) -> str:
     return credential(value, venue=VENUE, name="client_id")
 
 
-def _private_key(value: object) -> RSAPrivateKey:
+def _private_key(value: str | bytes) -> RSAPrivateKey:
     if isinstance(value, str):
         data = value.strip().encode("utf-8")
     elif isinstance(value, bytes | bytearray):
@@ -318,7 +325,7 @@ def _private_key(value: object) -> RSAPrivateKey:
     return key
 
 
-def _participant(value: object) -> str:
+def _participant(value: str) -> str:
     text = credential(value, venue=VENUE, name="participant_id")
     if not _PARTICIPANT.fullmatch(text):
         msg = f"{VENUE}: participant_id must look like 'firms/<FIRM>/users/<USER>' (as given at onboarding)"
@@ -326,7 +333,7 @@ def _participant(value: object) -> str:
     return text
 
 
-def _account(value: object) -> str:
+def _account(value: str) -> str:
     text = credential(value, venue=VENUE, name="account")
     if not _ACCOUNT.fullmatch(text):
         msg = f"{VENUE}: account must look like 'firms/<FIRM>/accounts/<ACCOUNT>', got {text!r}"
@@ -410,6 +417,12 @@ class PolymarketUS(NoPickle):
     def venue(self) -> str:
         """``"polymarket_us"``."""
         return VENUE
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """One balance read per 0.0625 s per participant firm: 20 a second, shared by the firm's accounts
+        (``bb.watch``)."""
+        return window_pace(pace_budget(VENUE, self.base_url, "firm:" + self.firm), *FIRM_LIMIT)
 
     @property
     def token_url(self) -> str:

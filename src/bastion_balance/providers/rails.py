@@ -36,6 +36,7 @@ from ._common import (
     NoPickle,
     Secret,
     SignedRequest,
+    WatchPace,
     bearer_call,
     cached_token,
     credential,
@@ -48,6 +49,7 @@ from ._common import (
     label_or,
     now_utc,
     one_of,
+    pace_budget,
     parse_bearer_token,
     printable,
     send_and_parse,
@@ -136,11 +138,11 @@ class _Market:
     margin: Decimal | None = None
 
 
-def _key(value: object) -> str:
+def _key(value: str) -> str:
     return credential(value, venue=VENUE, name="api_key")
 
 
-def _secret(value: object) -> str:
+def _secret(value: str) -> str:
     return credential(value, venue=VENUE, name="api_secret")
 
 
@@ -213,6 +215,12 @@ class Rails(NoPickle):
     def venue(self) -> str:
         """``"rails"``."""
         return VENUE
+
+    @property
+    def watch_pace(self) -> WatchPace:
+        """No pace of its own: the User Account API has no per-user limit, and the token (limited to 20
+        requests a minute) is cached for its life (``bb.watch``)."""
+        return WatchPace(pace_budget(VENUE, self.base_url, self.api_key), 0.0)
 
     def build_token_request(self) -> httpx.Request:
         """``POST {auth_url}/api/v1/token`` with the key and secret in headers, no body."""
