@@ -89,7 +89,7 @@ def _max_age(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         msg = f"KrakenRates(max_age=...) is the seconds a quote is kept, a number >= 0, got {value!r}"
         raise ConfigurationError(msg)
-    return float(value)
+    return float(value)  # float-ok: seconds a quote is kept, not money
 
 
 def _base_url(value: str | None) -> str:

@@ -1201,7 +1201,7 @@ def _fetch_once(plan: Plan, args: argparse.Namespace, err: TextIO) -> Fetched:
 def _interval(text: str) -> float:
     """``--watch 5s`` / ``500ms`` / ``2m`` / ``1h`` / ``5`` (seconds) -> seconds."""
     found = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?", text.strip())
-    seconds = float(found[1]) * _UNITS[found[2] or "s"] if found else 0.0
+    seconds = float(found[1]) * _UNITS[found[2] or "s"] if found else 0.0  # float-ok: seconds
     if not 0 < seconds <= _client.MAX_TIMEOUT:
         msg = f"{text!r} is not an interval: write e.g. 5s, 500ms, 2m or 1h (more than 0, at most a day)"
         raise argparse.ArgumentTypeError(msg)
