@@ -1279,7 +1279,7 @@ def test_polymarket_us_grpc_code_that_is_not_a_number(value: str) -> None:
     assert caught.value.code is None
 
 
-@pytest.mark.parametrize("token", ["1e999999", "1" * 5000, "-1E+400"])
+@pytest.mark.parametrize("token", ["1e999999", "1" * 5000, "-1E+400", "1E+99999999999", "-1E+99999999999"])
 @pytest.mark.parametrize(
     ("name", "status", "error"),
     [

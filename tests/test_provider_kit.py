@@ -421,6 +421,7 @@ class TestAnswerHelpers:
             (7, 7),
             (Decimal("1.5"), None),
             (Decimal("1e30"), None),
+            (Decimal("1E+99999999999"), None),  # beyond the context's Emax: abs() would overflow
             (Decimal("NaN"), None),
             (True, None),
             (None, None),

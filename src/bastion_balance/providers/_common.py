@@ -252,7 +252,8 @@ def error_code(value: object) -> str | int | None:
         return value or None
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         number = Decimal(value)
-        if number.is_finite() and number == number.to_integral_value() and abs(number) < _CODE_LIMIT:
+        # copy_abs(), not abs(): abs() rounds to the context, and 1E+99999999999 overflows it.
+        if number.is_finite() and number == number.to_integral_value() and number.copy_abs() < _CODE_LIMIT:
             return int(number)
     return None
 

@@ -180,7 +180,7 @@ def _grpc_code(value: object) -> int | None:
         isinstance(value, Decimal)
         and value.is_finite()
         and value == value.to_integral_value()
-        and abs(value) < 10**18
+        and value.copy_abs() < 10**18  # abs() would round to the context and overflow
     ):
         return int(value)
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
