@@ -62,11 +62,21 @@ def check_providers(providers: object, *, function: str = "aggregate") -> list[B
     return check_labels([check_provider(provider) for provider in providers])
 
 
+#: The built-in provider classes seen to fit the protocol: every instance does (attrs sets each
+#: member in ``__init__``), and a runtime Protocol ``isinstance`` costs 12 us a fetch.
+_BUILT_IN_FITS: Final[set[type]] = set()
+
+
 def check_provider(provider: object) -> BalanceProvider:
     """``provider`` once it is known to fit the BalanceProvider protocol."""
+    kind = type(provider)
+    if kind in _BUILT_IN_FITS:
+        return provider  # type: ignore[return-value]  # checked once for its class
     if not isinstance(provider, BalanceProvider):
         msg = f"{provider!r} is not a BalanceProvider (needs label, venue, balance_flow())"
         raise ConfigurationError(msg)
+    if kind.__module__.startswith("bastion_balance.providers."):
+        _BUILT_IN_FITS.add(kind)
     return provider
 
 

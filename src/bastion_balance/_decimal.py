@@ -66,14 +66,28 @@ def _check_range(number: Decimal, original: object, *, short: bool = False) -> D
 
 
 @functools.lru_cache(maxsize=4096)
-def _plain_decimal(text: str) -> Decimal | None:
+def plain_decimal(text: str) -> Decimal | None:
     """The Decimal of a plain numeric string (no exponent, at most MAX_DIGITS characters), or
     ``None`` when it is not one. Cached: a venue's answers repeat their figures (a poll's
     ``"0.00000000"``s, a balance that did not move), and a Decimal is immutable."""
     return Decimal(text) if _PLAIN.fullmatch(text) else None
 
 
-def _checked_decimal(value: Decimal) -> Decimal:
+@functools.lru_cache(maxsize=4096)
+def figure_of_text(text: str) -> Decimal | None:
+    """The Decimal of ``text`` (at most MAX_DIGITS characters) if it is an amount by the money
+    rules, else ``None``: what a top-level figure that may be a name or a date (``"USD"``,
+    ``"UNIFIED"``) needs, with the answer cached either way so a name costs no exception."""
+    number = plain_decimal(text)
+    if number is not None:
+        return number
+    try:
+        return to_decimal(text)
+    except AmountError:
+        return None
+
+
+def checked_decimal(value: Decimal) -> Decimal:
     """A Decimal within the limits. One that ``str`` writes plainly in at most MAX_DIGITS
     characters is (``str`` switches to an exponent below 1E-6 and for positive exponents),
     which saves the digit count of the general check."""
@@ -87,13 +101,13 @@ def _checked_decimal(value: Decimal) -> Decimal:
 def to_decimal(value: object) -> Decimal:
     """Convert a wire value to Decimal or raise :class:`AmountError` (no venue context)."""
     if value.__class__ is str and len(value) <= MAX_DIGITS:  # exactly a str: a subclass takes the full checks
-        number = _plain_decimal(value)
+        number = plain_decimal(value)
         if number is not None:
             return number
     if isinstance(value, bool):
         raise AmountError("a boolean is not an amount", value)
     if isinstance(value, Decimal):
-        return _checked_decimal(value)
+        return checked_decimal(value)
     if isinstance(value, int):
         if abs(value) >= 10 ** (MAX_ADJUSTED_EXPONENT + 1):
             raise AmountError("exponent out of range", value)
@@ -129,10 +143,6 @@ def parse_amount(value: object, *, venue: str, field: str) -> Decimal:
 
 def _refuse_constant(name: str) -> NoReturn:
     raise AmountError("not a finite number", name)
-
-
-def _decimal_from_text(text: str) -> Decimal:
-    return Decimal(text)
 
 
 class _DuplicateKeyError(ValueError):
@@ -192,8 +202,8 @@ def _duplicate_path(body: bytes | str, key: str) -> str:
 
 #: One decoder for every answer (``json.loads`` with hooks builds a new one per call).
 _DECODER: Final = json.JSONDecoder(
-    parse_float=_decimal_from_text,
-    parse_int=_decimal_from_text,
+    parse_float=Decimal,  # the type itself: no Python call per number
+    parse_int=Decimal,
     parse_constant=_refuse_constant,
     object_pairs_hook=_unique_object,
 )
@@ -235,10 +245,15 @@ def exact_context() -> decimal.Context:
     )
 
 
+#: The template of the sums and products: ``localcontext`` works on a copy of it (flags and all),
+#: which costs a fifth of building a context with its traps each time.
+_EXACT: Final = exact_context()
+
+
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
     """Sum Decimals exactly; raise ``decimal.Inexact`` rather than round."""
     total = Decimal(0)
-    with decimal.localcontext(exact_context()):
+    with decimal.localcontext(_EXACT):
         for value in values:
             total = total + value
     return total
@@ -246,5 +261,5 @@ def exact_sum(values: Iterable[Decimal]) -> Decimal:
 
 def exact_mul(left: Decimal, right: Decimal) -> Decimal:
     """Multiply exactly; raise ``decimal.Inexact`` rather than round."""
-    with decimal.localcontext(exact_context()):
+    with decimal.localcontext(_EXACT):
         return left * right

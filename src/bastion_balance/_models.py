@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -76,8 +76,17 @@ class Holding:
     """
 
     currency: str | None
-    total: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
-    available: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    total: Decimal | None = None
+    available: Decimal | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # As Balance's: the common case written out, the validators for anything else.
+        if not (
+            (self.total is None or self.total.__class__ is Decimal)
+            and (self.available is None or self.available.__class__ is Decimal)
+        ):
+            for name in ("total", "available"):
+                _optional_decimal(self, getattr(attrs.fields(Holding), name), getattr(self, name))
 
 
 @attrs.frozen(kw_only=True)
@@ -92,16 +101,33 @@ class Balance:
     label: str
     exchange: str
     currency: str
-    total: Decimal = attrs.field(validator=_decimal)
-    available: Decimal = attrs.field(validator=_decimal)
-    wallet: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
-    margin_used: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
-    unrealized_pnl: Decimal | None = attrs.field(default=None, validator=_optional_decimal)
+    total: Decimal
+    available: Decimal
+    wallet: Decimal | None = None
+    margin_used: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
     breakdown: Mapping[str, Holding] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
     extra: Mapping[str, Decimal] = attrs.field(default=_EMPTY, converter=_frozen_mapping)
     uncounted: tuple[str, ...] = ()
-    fetched_at: datetime = attrs.field(validator=_aware_utc)
+    fetched_at: datetime
     raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # One check of the figures' types and the time, written out: every provider builds a
+        # Balance per fetch, and six attrs validators cost twice as much (docs/performance.md).
+        # Anything unusual (a Decimal subclass, another UTC tzinfo, a wrong type) takes the
+        # validators, which raise the same errors they always did.
+        if not (
+            self.total.__class__ is Decimal
+            and self.available.__class__ is Decimal
+            and (self.wallet is None or self.wallet.__class__ is Decimal)
+            and (self.margin_used is None or self.margin_used.__class__ is Decimal)
+            and (self.unrealized_pnl is None or self.unrealized_pnl.__class__ is Decimal)
+            and self.fetched_at.__class__ is datetime
+            and self.fetched_at.tzinfo is UTC
+        ):
+            for name, check in _BALANCE_CHECKS:
+                check(self, getattr(attrs.fields(Balance), name), getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """The balance as plain data (Decimals kept; ``raw`` left out)."""
@@ -134,6 +160,16 @@ class Balance:
         from ._views import balance_html  # noqa: PLC0415  # loaded on first use: html is not cheap
 
         return balance_html(self)
+
+
+_BALANCE_CHECKS: Final = (
+    ("total", _decimal),
+    ("available", _decimal),
+    ("wallet", _optional_decimal),
+    ("margin_used", _optional_decimal),
+    ("unrealized_pnl", _optional_decimal),
+    ("fetched_at", _aware_utc),
+)
 
 
 @attrs.frozen(kw_only=True)

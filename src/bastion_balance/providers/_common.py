@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 import attrs
 import httpx
 
+from .._convert import all_figures
 from .._decimal import AmountError, loads, to_decimal
 from .._protocol import Acquire, Effect, Release, Throttle
 from .._state import RateLimiter, TokenCache, clock_offset, key_fingerprint, set_clock_offset, window_margin
@@ -426,19 +427,10 @@ def extra_figures(result: Mapping[str, Any], *, skip: set[str]) -> dict[str, Dec
 
     Fields that are absent, empty or not numbers (timestamps, flags, objects) are left out.
     """
-    figures: dict[str, Decimal] = {}
-    for name, value in result.items():
-        kind = value.__class__
-        if name in skip or kind in _NOT_FIGURES or (kind is str and not value):
-            continue
-        try:
-            figures[name] = to_decimal(value)  # cached: the figures structure() just converted
-        except AmountError:
-            continue
+    figures = all_figures(result)
+    for name in skip:
+        figures.pop(name, None)
     return figures
-
-
-_NOT_FIGURES: Final = frozenset({dict, list, bool, type(None)})
 
 
 def parse_bearer_token(response: httpx.Response, *, venue: str, default_lifetime: float) -> tuple[str, float]:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import attrs
 import httpx
 
-from .._convert import structure
+from .._convert import figures
 from .._models import Balance
 from .._protocol import Acquire, Flow
 from .._state import shared_state
@@ -42,7 +42,6 @@ from ._common import (
     counter_pace,
     credential,
     decode_object,
-    extra_figures,
     label_or,
     now_utc,
     one_of,
@@ -293,12 +292,13 @@ class Kraken(NoPickle):
             raise status_error(response, venue=VENUE, message="Kraken did not answer the call")
         payload = decode_object(response, venue=VENUE)
         errors = payload.get("error", [])
-        if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
-            msg = "the error member is not a list of strings"
-            raise UnexpectedResponseError(msg, venue=VENUE, field="$.error", value=errors)
-        failures = [e for e in errors if not e.startswith("W")]
-        if failures:
-            raise kraken_error(failures[0], status_code=status, now_s=self.clock() // 10**9)
+        if errors.__class__ is not list or errors:  # the common answer: "error": []
+            if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+                msg = "the error member is not a list of strings"
+                raise UnexpectedResponseError(msg, venue=VENUE, field="$.error", value=errors)
+            failures = [e for e in errors if not e.startswith("W")]
+            if failures:
+                raise kraken_error(failures[0], status_code=status, now_s=self.clock() // 10**9)
         if status != 200:
             raise status_error(response, venue=VENUE, message="unexpected status")
         result = payload.get("result")
@@ -307,18 +307,20 @@ class Kraken(NoPickle):
             raise UnexpectedResponseError(msg, venue=VENUE, field="$.result", value=result)
         return self._balance(result, payload)
 
-    def _balance(self, result: Mapping[str, Any], payload: Mapping[str, Any]) -> Balance:
-        wire = structure(result, _TradeBalance, venue=VENUE, path="$.result")
+    def _balance(self, result: dict[str, Any], payload: Mapping[str, Any]) -> Balance:
+        found = figures(result, _TradeBalance, venue=VENUE, path="$.result")
+        extra = found.copy()
+        del extra["e"], extra["mf"]
         return Balance(
             label=self.label,
             exchange=VENUE,
             currency=self.currency,
-            total=wire.e,
-            available=wire.mf,
-            wallet=wire.tb,
-            margin_used=wire.m,
-            unrealized_pnl=wire.n,
-            extra=extra_figures(result, skip={"e", "mf"}),
+            total=found["e"],
+            available=found["mf"],
+            wallet=found.get("tb"),
+            margin_used=found.get("m"),
+            unrealized_pnl=found.get("n"),
+            extra=extra,
             fetched_at=now_utc(),
             raw=payload,
         )

@@ -32,7 +32,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .._convert import structure
+from .._convert import figures, structure
 from .._decimal import exact_sum
 from .._models import Balance, Holding
 from .._protocol import Effect, Flow
@@ -58,7 +58,6 @@ from ._common import (
     decode_object,
     environment_url,
     error_body,
-    extra_figures,
     label_or,
     now_utc,
     one_of,
@@ -264,6 +263,13 @@ def normalize(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     Security symbols (the keys of ``securities``) are names, not fields: they stay as sent.
     """
+    securities = payload.get("securities")
+    if (
+        securities.__class__ is dict
+        and "_" not in "".join(payload)
+        and not any(entry.__class__ is not dict or "_" in "".join(entry) for entry in securities.values())
+    ):
+        return dict(payload)  # camelCase throughout (the v1 answer): nothing to rename
     result = _camel_keys(payload, "$")
     securities = result.get("securities")
     if securities is None:
@@ -493,6 +499,8 @@ class PolymarketUS(NoPickle):
     def _balance(self, payload: Mapping[str, Any]) -> Balance:
         result = normalize(payload)
         wire = structure(result, _AccountBalance, venue=VENUE, path="$")
+        extra = figures(result, _AccountBalance, venue=VENUE, path="$")
+        extra.pop("buyingPower")
         securities = wire.securities
         total = exact_sum([wire.balance, *(s.marketValue for s in securities.values())])
         breakdown = {
@@ -508,7 +516,7 @@ class PolymarketUS(NoPickle):
             wallet=wire.balance,
             margin_used=wire.marginRequirement,
             breakdown=breakdown,
-            extra=extra_figures(result, skip={"buyingPower"}),
+            extra=extra,
             fetched_at=now_utc(),
             raw=payload,
         )
